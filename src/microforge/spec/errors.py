@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -18,6 +19,12 @@ def format_path(path: Sequence[PathPart]) -> str:
         else:
             out += f".{part}" if out else str(part)
     return out or "<root>"
+
+
+def suggest(word: str, choices: Iterable[str]) -> str:
+    """'; did you mean 'x'?' when a close match exists, else ''."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 @dataclass(frozen=True)
@@ -41,5 +48,7 @@ class SpecError(Exception):
     """One or more problems in a spec; nothing was written."""
 
     def __init__(self, issues: Iterable[SpecIssue]) -> None:
-        self.issues = sorted(issues, key=lambda i: (i.line or 0, i.column or 0, format_path(i.path)))
+        self.issues = sorted(
+            issues, key=lambda i: (i.line or 0, i.column or 0, format_path(i.path))
+        )
         super().__init__("\n".join(str(i) for i in self.issues))

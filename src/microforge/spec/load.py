@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import difflib
+import re
 from pathlib import Path as FsPath
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
-from .errors import Path, SpecError, SpecIssue
-from .model import FIELD_MODELS, FIELD_TYPES, Entity, Service, Spec
+from .errors import Path, SpecError, SpecIssue, suggest
+from .model import FIELD_MODELS, FIELD_TYPES, Entity, ReferenceField, Service, Spec
 from .validate import validate_spec
 from .yaml_source import Source, parse_yaml
+
+_MAPPING_ERRORS = {"model_type", "model_attributes_type", "dict_type"}
+_QUOTE_HINT = "YAML reads unquoted yes/no/on/off/true/false as booleans and 1.0 as a number"
 
 
 def load_spec(path: str | FsPath) -> Spec:
@@ -27,17 +31,36 @@ def load_spec(path: str | FsPath) -> Spec:
 
 
 def load_spec_text(text: str, file: str = "<spec>") -> Spec:
+    """Parse and fully validate spec text; file names the source in error messages."""
     source = parse_yaml(text, file)
     if not isinstance(source.data, dict):
-        raise SpecError([source.issue((), "expected a mapping with 'name' and 'services'")])
+        raise SpecError(
+            [
+                source.issue(
+                    (),
+                    f"expected a mapping with 'name' and 'services', got {_describe(source.data)}",
+                )
+            ]
+        )
     try:
         spec = Spec.model_validate(source.data)
     except ValidationError as exc:
-        raise SpecError(_translate(exc, source)) from None
+        raise SpecError(_translate(exc.errors(), source)) from None
     issues = validate_spec(spec, source)
     if issues:
         raise SpecError(issues)
     return spec
+
+
+def _node(data: Any, path: Path) -> Any:
+    for part in path:
+        if isinstance(part, str) and isinstance(data, dict):
+            data = data.get(part)
+        elif isinstance(part, int) and isinstance(data, list) and part < len(data):
+            data = data[part]
+        else:
+            return None
+    return data
 
 
 def _model_at(path: Path, data: Any) -> type[BaseModel] | None:
@@ -50,64 +73,114 @@ def _model_at(path: Path, data: Any) -> type[BaseModel] | None:
     if n == 4 and path[2] == "entities":
         return Entity
     if n == 6 and path[4] == "fields":
-        node = data
-        for part in path:
-            node = node[part] if isinstance(node, dict) else {}
-        kind = node.get("type") if isinstance(node, dict) else None
+        node = _node(data, path)
+        kind = (
+            node if isinstance(node, str) else node.get("type") if isinstance(node, dict) else None
+        )
         return FIELD_MODELS.get(kind) if isinstance(kind, str) else None
     return None
 
 
-def _suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
+def _is_field(loc: Path) -> bool:
+    return len(loc) == 6 and loc[0] == "services" and loc[2] == "entities" and loc[4] == "fields"
 
 
-def _translate(exc: ValidationError, source: Source) -> list[SpecIssue]:
+def _translate(errors: list[ErrorDetails], source: Source) -> list[SpecIssue]:
     issues: list[SpecIssue] = []
-    for err in exc.errors():
+    for err in errors:
         loc: Path = tuple(err["loc"])
         # Discriminated unions add the tag ('decimal') to the location; users never wrote it.
-        if len(loc) > 6 and loc[4] == "fields" and loc[6] in FIELD_TYPES:
+        if len(loc) > 6 and _is_field(loc[:6]) and loc[6] in FIELD_TYPES:
             loc = loc[:6] + loc[7:]
-        kind = err["type"]
-        if kind == "extra_forbidden":
-            key = str(loc[-1])
-            model = _model_at(loc[:-1], source.data)
-            allowed = sorted(model.model_fields) if model else []
-            hint = _suggest(key, allowed)
-            listing = f" (expected one of: {', '.join(allowed)})" if allowed and not hint else ""
-            issues.append(source.issue(loc, f"unknown key '{key}'{hint}{listing}", key=True))
-        elif kind == "union_tag_invalid":
-            tag = str(err["ctx"]["tag"])
-            issues.append(
-                source.issue(
-                    (*loc, "type"),
-                    f"unknown field type '{tag}'{_suggest(tag, FIELD_TYPES)}"
-                    f" (expected one of: {', '.join(FIELD_TYPES)})",
-                )
-            )
-        elif kind == "union_tag_not_found":
-            issues.append(
-                source.issue(loc, f"missing 'type' (expected one of: {', '.join(FIELD_TYPES)})")
-            )
-        elif kind == "missing":
-            issues.append(source.issue(loc, f"missing required key '{loc[-1]}'"))
-        elif kind == "model_type" or kind == "dict_type":
-            issues.append(source.issue(loc, f"expected a mapping, got {_describe(err['input'])}"))
-        elif kind == "string_pattern_mismatch":
-            issues.append(
-                source.issue(
-                    loc,
-                    f"invalid name {err['input']!r}: expected lowercase letters, digits and "
-                    "underscores, starting with a letter"
-                    if "a-z" in str(err["ctx"].get("pattern", ""))
-                    else f"{err['msg']}",
-                )
-            )
-        else:
-            issues.append(source.issue(loc, f"{err['msg']} (got {_describe(err['input'])})"))
+        issues.append(_issue(err, loc, source))
     return issues
+
+
+def _issue(err: ErrorDetails, loc: Path, source: Source) -> SpecIssue:
+    kind = err["type"]
+    value = err["input"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        model = _model_at(loc[:-1], source.data)
+        allowed = sorted(model.model_fields) if model else []
+        if _is_field(loc[:-1]):
+            owners = sorted({t for t, m in FIELD_MODELS.items() if key in m.model_fields})
+            if owners:
+                kind = _node(source.data, (*loc[:-1], "type"))
+                return source.issue(
+                    loc,
+                    f"unknown key '{key}' for a {kind} field (an option of: "
+                    f"{', '.join(owners)}; expected one of: {', '.join(allowed)})",
+                    key=True,
+                )
+        hint = suggest(key, allowed)
+        listing = f" (expected one of: {', '.join(allowed)})" if allowed and not hint else ""
+        return source.issue(loc, f"unknown key '{key}'{hint}{listing}", key=True)
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        tag = value.get("type") if isinstance(value, dict) else None
+        if tag is None:
+            return source.issue(
+                loc, f"missing 'type' (expected one of: {', '.join(FIELD_TYPES)})", key=True
+            )
+        hint = suggest(str(tag), FIELD_TYPES)
+        expected = ", ".join(FIELD_TYPES)
+        return source.issue(
+            (*loc, "type"),
+            f"unknown field type {_describe(tag)}{hint} (expected one of: {expected})",
+        )
+    if kind == "missing":
+        return source.issue(loc, f"missing required key '{loc[-1]}'")
+    if kind in _MAPPING_ERRORS:
+        if _is_field(loc):
+            return source.issue(
+                loc,
+                "expected a field type name (e.g. `string`) or a mapping such as "
+                f"{{type: string, max_length: 80}}, got {_describe(value)}",
+            )
+        return source.issue(loc, f"expected a mapping, got {_describe(value)}")
+    if kind == "string_pattern_mismatch":
+        return source.issue(loc, _pattern_message(loc, value, source))
+    if kind == "literal_error":
+        allowed = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+        hint = suggest(str(value), allowed) if isinstance(value, str) else ""
+        return source.issue(
+            loc, f"expected one of: {', '.join(allowed)}, got {_describe(value)}{hint}"
+        )
+    if kind == "string_type":
+        hint = f" ({_QUOTE_HINT}: quote it)" if isinstance(value, (bool, int, float)) else ""
+        return source.issue(loc, f"expected a string, got {_describe(value)}{hint}")
+    if kind == "list_type" and len(loc) == 6 and loc[4] in ("unique_together", "indexes"):
+        return source.issue(
+            loc,
+            f"expected a list of field names, got {_describe(value)} "
+            f"({loc[4]} is a list of lists, e.g. [[name, category]])",
+        )
+    if kind == "list_type":
+        return source.issue(loc, f"expected a list, got {_describe(value)}")
+    return source.issue(loc, f"{err['msg']} (got {_describe(value)})")
+
+
+def _pattern_message(loc: Path, value: Any, source: Source) -> str:
+    if (
+        len(loc) == 7
+        and _is_field(loc[:6])
+        and loc[6] == "to"
+        and _model_at(loc[:6], source.data) is ReferenceField
+    ):
+        services = _node(source.data, ("services",))
+        owners = [
+            name
+            for name, svc in (services.items() if isinstance(services, dict) else [])
+            if isinstance(svc, dict)
+            and isinstance(svc.get("entities"), dict)
+            and value in svc["entities"]
+        ]
+        hint = f"; did you mean '{owners[0]}.{value}'?" if owners else ""
+        return f"expected 'service.Entity' (e.g. identity.User), got {_describe(value)}{hint}"
+    return (
+        f"invalid name {value!r}: expected lowercase letters, digits and underscores, "
+        "starting with a letter"
+    )
 
 
 def _describe(value: Any) -> str:
@@ -117,4 +190,6 @@ def _describe(value: Any) -> str:
         return "a list"
     if value is None:
         return "nothing"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
     return repr(value)

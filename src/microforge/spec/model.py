@@ -21,89 +21,149 @@ class _Strict(BaseModel):
 class _Column(_Strict):
     """Options every stored scalar field accepts."""
 
-    required: bool = Field(True, description="Reject create requests that omit it; NOT NULL.")
-    unique: bool = Field(False, description="No two rows may hold the same value (409 on conflict).")
-    default: Any = Field(None, description="Value used when a create request omits the field.")
+    required: bool = Field(
+        True,
+        description="Create requests must include it and the column is NOT NULL; "
+        "false makes it optional (nullable).",
+    )
+    unique: bool = Field(
+        False, description="No two rows may hold the same value (409 on conflict)."
+    )
+    default: Any = Field(
+        None,
+        description="Value used when a create request omits the field; "
+        "must pass the field's own validation.",
+    )
     indexed: bool = Field(False, description="Add a database index on this column.")
     sortable: bool = Field(True, description="Allow `sort=` on this field in list queries.")
     description: str | None = Field(None, description="Shown in the OpenAPI docs.")
+    example: Any = Field(None, description="Example value for docs and generated tests.")
+
+
+_SEARCHABLE = "Included in the free-text `q=` list filter (case-insensitive substring match)."
+_MIN = "Smallest allowed value (inclusive)."
+_MAX = "Largest allowed value (inclusive)."
 
 
 class StringField(_Column):
+    """Short text stored as VARCHAR(max_length)."""
+
     type: Literal["string"]
-    max_length: int = Field(255, ge=1, le=16383, description="VARCHAR length.")
-    min_length: int | None = Field(None, ge=0)
-    pattern: str | None = Field(None, description="Regular expression the value must match.")
-    searchable: bool = Field(False, description="Included in the free-text `q=` list filter.")
+    max_length: int = Field(
+        255, ge=1, le=16383, description="Maximum number of characters (the VARCHAR length)."
+    )
+    min_length: int | None = Field(None, ge=0, description="Minimum number of characters.")
+    pattern: str | None = Field(
+        None,
+        description="Regular expression the value must contain a match of (anchor it with "
+        "^...$ for the whole value); no look-around or backreferences.",
+    )
+    searchable: bool = Field(False, description=_SEARCHABLE)
 
 
 class TextField(_Column):
+    """Long text stored as TEXT; cannot be unique or indexed."""
+
     type: Literal["text"]
-    max_length: int | None = Field(None, ge=1)
-    searchable: bool = False
-    sortable: bool = False
+    max_length: int | None = Field(
+        None, ge=1, description="Maximum number of characters, checked by the API."
+    )
+    searchable: bool = Field(False, description=_SEARCHABLE)
+    sortable: bool = Field(False, description="Allow `sort=` on this field in list queries.")
 
 
 class EmailField(_Column):
+    """An e-mail address, syntax-checked, stored as VARCHAR(320)."""
+
     type: Literal["email"]
-    searchable: bool = False
+    searchable: bool = Field(False, description=_SEARCHABLE)
 
 
 class UrlField(_Column):
+    """An http(s) URL, stored as VARCHAR(2048)."""
+
     type: Literal["url"]
-    searchable: bool = False
+    searchable: bool = Field(False, description=_SEARCHABLE)
 
 
 class IntegerField(_Column):
+    """A whole number: integer is 32-bit, bigint 64-bit."""
+
     type: Literal["integer", "bigint"]
-    min: int | None = None
-    max: int | None = None
+    min: int | None = Field(None, description=_MIN)
+    max: int | None = Field(None, description=_MAX)
 
 
 class DecimalField(_Column):
+    """An exact number (money, quantities) stored as NUMERIC(precision, scale)."""
+
     type: Literal["decimal"]
     precision: int = Field(12, ge=1, le=38, description="Total number of digits.")
-    scale: int = Field(2, ge=0, le=38, description="Digits after the decimal point.")
-    min: Decimal | None = None
-    max: Decimal | None = None
+    scale: int = Field(
+        2, ge=0, le=38, description="Digits after the decimal point (at most precision)."
+    )
+    min: Decimal | None = Field(None, description=_MIN)
+    max: Decimal | None = Field(None, description=_MAX)
 
 
 class FloatField(_Column):
+    """A binary floating-point number; not for money."""
+
     type: Literal["float"]
-    min: float | None = None
-    max: float | None = None
+    min: float | None = Field(None, description=_MIN)
+    max: float | None = Field(None, description=_MAX)
 
 
 class BooleanField(_Column):
+    """true or false."""
+
     type: Literal["boolean"]
 
 
 class DateField(_Column):
+    """A calendar date, YYYY-MM-DD."""
+
     type: Literal["date"]
 
 
 class DateTimeField(_Column):
+    """A point in time, stored in UTC."""
+
     type: Literal["datetime"]
 
 
 class UuidField(_Column):
+    """A UUID value (not a relation)."""
+
     type: Literal["uuid"]
 
 
 class EnumField(_Column):
+    """One value out of a fixed list, stored as VARCHAR."""
+
     type: Literal["enum"]
-    values: list[str] = Field(default_factory=list, description="Allowed values (at least one).")
+    values: list[str] = Field(
+        default_factory=list,
+        description="Allowed values: at least one, distinct, 1 to 64 characters each.",
+    )
 
 
 class EnumListField(_Column):
+    """Any number of values out of a fixed list, stored as a JSON array."""
+
     type: Literal["enum_list"]
-    values: list[str] = Field(default_factory=list)
-    sortable: bool = False
+    values: list[str] = Field(
+        default_factory=list,
+        description="Allowed values: at least one, distinct, 1 to 64 characters each.",
+    )
+    sortable: bool = Field(False, description="Cannot be enabled: lists do not sort.")
 
 
 class JsonField(_Column):
+    """Any JSON value (object, array, string, number, ...), stored as JSON."""
+
     type: Literal["json"]
-    sortable: bool = False
+    sortable: bool = Field(False, description="Cannot be enabled: JSON values do not sort.")
 
 
 OnDelete = Literal["restrict", "cascade", "set_null"]
@@ -113,26 +173,38 @@ class RelationField(_Strict):
     """A foreign key (or link table) to an entity of the same service."""
 
     type: Literal["relation"]
-    to: str = Field(description="Entity name in the same service.")
-    cardinality: Literal["many_to_one", "one_to_one", "many_to_many"] = "many_to_one"
-    on_delete: OnDelete | None = Field(
-        None, description="What deleting the target does: restrict (409), cascade, set_null."
+    to: str = Field(description="Target entity in the same service (may be this entity).")
+    cardinality: Literal["many_to_one", "one_to_one", "many_to_many"] = Field(
+        "many_to_one",
+        description="many_to_one: a <field>_id column; one_to_one: a unique <field>_id "
+        "column; many_to_many: a link table with link sub-routes.",
     )
-    required: bool = True
-    indexed: bool = True
-    sortable: bool = True
-    description: str | None = None
+    on_delete: OnDelete | None = Field(
+        None,
+        description="What deleting the target row does to this one: restrict (409 while "
+        "referenced), cascade (delete it too) or set_null (needs required: false). "
+        "Default: restrict when required, set_null when optional. Not for many_to_many.",
+    )
+    required: bool = Field(
+        True, description="<field>_id must be given on create (NOT NULL); to-one only."
+    )
+    indexed: bool = Field(True, description="Add a database index on the <field>_id column.")
+    sortable: bool = Field(True, description="Allow `sort=<field>_id` in list queries.")
+    description: str | None = Field(None, description="Shown in the OpenAPI docs.")
 
 
 class ReferenceField(_Strict):
     """The id of an entity in another service: no foreign key crosses databases."""
 
     type: Literal["reference"]
-    to: str = Field(pattern=r"^[^.]+\.[^.]+$", description="service.Entity")
-    required: bool = True
-    indexed: bool = True
-    sortable: bool = True
-    description: str | None = None
+    to: str = Field(
+        pattern=r"^[^.]+\.[^.]+$",
+        description="`service.Entity` of another service; the field stores that entity's id.",
+    )
+    required: bool = Field(True, description="Create requests must include it; NOT NULL.")
+    indexed: bool = Field(True, description="Add a database index on this column.")
+    sortable: bool = Field(True, description="Allow `sort=` on this field in list queries.")
+    description: str | None = Field(None, description="Shown in the OpenAPI docs.")
 
 
 FieldSpec = Annotated[
@@ -178,17 +250,38 @@ FIELD_TYPES = tuple(FIELD_MODELS)
 
 
 class Entity(_Strict):
-    plural: Identifier | None = Field(None, description="Collection name; derived when omitted.")
-    description: str | None = None
-    id: Literal["uuid", "integer"] = Field(
-        "uuid", description="Primary key kind: random UUID or auto-increment integer."
+    """One table and one REST collection."""
+
+    plural: Identifier | None = Field(
+        None,
+        description="snake_case plural used for the table and the URL (kebab-case); "
+        "derived from the name when omitted.",
     )
-    soft_delete: bool = Field(False, description="DELETE sets deleted_at instead of removing.")
-    unique_together: list[list[str]] = Field(default_factory=list)
-    indexes: list[list[str]] = Field(default_factory=list)
-    fields: dict[str, FieldSpec]
+    description: str | None = Field(None, description="Shown in the OpenAPI docs.")
+    id: Literal["uuid", "integer"] = Field(
+        "uuid",
+        description="Primary key kind: uuid (time-ordered, made by the service) or integer "
+        "(auto-increment).",
+    )
+    soft_delete: bool = Field(
+        False,
+        description="DELETE sets deleted_at instead of removing the row; deleted rows are "
+        "hidden from reads.",
+    )
+    unique_together: list[list[str]] = Field(
+        default_factory=list,
+        description="Groups of field names whose values together must be unique (409 on conflict).",
+    )
+    indexes: list[list[str]] = Field(
+        default_factory=list, description="Groups of field names to index together."
+    )
+    fields: dict[str, FieldSpec] = Field(
+        description="The fields by name; `name: string` is shorthand for `name: {type: string}`."
+    )
     seed: list[dict[str, Any]] = Field(
-        default_factory=list, description="Rows loaded by `microforge seed`."
+        default_factory=list,
+        description="Rows loaded by `microforge seed`: values by field name, a to-one "
+        "relation as <field>_id.",
     )
 
     @model_validator(mode="before")
@@ -204,12 +297,15 @@ class Entity(_Strict):
 
 
 class Service(_Strict):
-    description: str | None = None
+    """A bounded context: one FastAPI app with its own database."""
+
+    description: str | None = Field(None, description="Shown in the OpenAPI docs.")
     database: str = Field(
         "sqlite",
-        description="'sqlite' (a file under the data folder) or a SQLAlchemy async URL.",
+        description="'sqlite' (a file under the data folder) or a SQLAlchemy async URL: "
+        "sqlite+aiosqlite, postgresql+asyncpg, mysql+asyncmy or mariadb+asyncmy.",
     )
-    entities: dict[str, Entity]
+    entities: dict[str, Entity] = Field(description="The entities by PascalCase name.")
 
 
 class Spec(_Strict):
@@ -220,6 +316,8 @@ class Spec(_Strict):
     )
 
     name: Identifier = Field(description="Project name (lowercase identifier).")
-    description: str | None = None
+    description: str | None = Field(None, description="Shown in the OpenAPI docs.")
     version: str = Field("0.1.0", description="Version shown in the OpenAPI docs.")
-    services: dict[str, Service] = Field(description="One bounded context (and database) each.")
+    services: dict[str, Service] = Field(
+        description="The services by lowercase name: one bounded context (and database) each."
+    )

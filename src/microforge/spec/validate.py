@@ -1,19 +1,23 @@
-"""Rules that span objects: names, relations, references, defaults, keys and indexes."""
+"""Rules that span objects: names, relations, references, defaults, keys, indexes and seeds."""
 
 from __future__ import annotations
 
 import keyword
 import re
+import uuid
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
+from pydantic_core import SchemaError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from .errors import Path, SpecIssue
+from .errors import Path, SpecIssue, suggest
 from .model import (
     DecimalField,
+    Entity,
     EnumField,
     EnumListField,
     FieldSpec,
@@ -32,21 +36,65 @@ from .yaml_source import Source
 AUTOMATIC_FIELDS = {"id", "created_at", "updated_at", "deleted_at", "version"}
 # Query parameters of list endpoints and names the generated Python code relies on.
 RESERVED_FIELDS = AUTOMATIC_FIELDS | {
-    "sort", "limit", "offset", "cursor", "q", "self", "cls",
-    "str", "int", "float", "bool", "bytes", "list", "dict", "set", "tuple", "object",
-    "date", "datetime", "decimal", "uuid", "sa", "json", "any", "literal", "field",
-    "copy", "schema", "validate", "construct", "model_config", "model_fields",
+    "sort",
+    "limit",
+    "offset",
+    "cursor",
+    "q",
+    "self",
+    "cls",
+    "str",
+    "int",
+    "float",
+    "bool",
+    "bytes",
+    "list",
+    "dict",
+    "set",
+    "tuple",
+    "object",
+    "date",
+    "datetime",
+    "decimal",
+    "uuid",
+    "sa",
+    "json",
+    "any",
+    "literal",
+    "field",
+    "copy",
+    "schema",
+    "validate",
+    "construct",
+    "model_config",
+    "model_fields",
 }
 RESERVED_SERVICES = {
-    "gateway", "health", "docs", "openapi", "redoc", "data", "migrations", "services",
-    "tests", "microforge", "static", "api",
+    "gateway",
+    "health",
+    "docs",
+    "openapi",
+    "redoc",
+    "data",
+    "migrations",
+    "services",
+    "tests",
+    "microforge",
+    "static",
+    "api",
 }
 SUPPORTED_DRIVERS = {"sqlite+aiosqlite", "postgresql+asyncpg", "mysql+asyncmy", "mariadb+asyncmy"}
 ENTITY_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*$")
+IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
 INT32 = (-(2**31), 2**31 - 1)
+# Field types stored as TEXT/JSON: no unique constraint or index (MariaDB cannot index them).
+UNINDEXABLE = (TextField, JsonField, EnumListField)
+
+Err = Callable[..., None]
 
 
 def validate_spec(spec: Spec, source: Source) -> list[SpecIssue]:
+    """Every cross-object problem of a spec whose shape the models already accepted."""
     issues: list[SpecIssue] = []
 
     def err(path: Path, message: str, *, key: bool = False) -> None:
@@ -58,25 +106,26 @@ def validate_spec(spec: Spec, source: Source) -> list[SpecIssue]:
         spath: Path = ("services", service_name)
         _check_identifier(service_name, spath, "service", err)
         if service_name in RESERVED_SERVICES:
-            err(spath, f"'{service_name}' is reserved (the gateway uses it); pick another name", key=True)
+            err(
+                spath,
+                f"'{service_name}' is reserved (the gateway uses it); pick another service name",
+                key=True,
+            )
         _check_database(service.database, (*spath, "database"), err)
         if not service.entities:
             err((*spath, "entities"), "expected at least one entity")
         seen: dict[str, str] = {}
         for entity_name, entity in service.entities.items():
             epath: Path = (*spath, "entities", entity_name)
-            if not ENTITY_NAME.match(entity_name):
-                err(epath, f"invalid entity name '{entity_name}': expected PascalCase "
-                    "letters and digits, e.g. OrderItem", key=True)
-                continue
-            plural = entity.plural or pluralize(snake(entity_name))
-            for value in dict.fromkeys((snake(entity_name), plural)):
-                if value in seen and seen[value] != entity_name:
-                    err(epath, f"entity '{entity_name}' collides with entity '{seen[value]}' "
-                        f"on the name '{value}' (names are compared in snake_case)", key=True)
-                seen.setdefault(value, entity_name)
-            if keyword.iskeyword(snake(entity_name)) or keyword.iskeyword(plural):
-                err(epath, f"'{entity_name}' becomes a Python keyword in generated code", key=True)
+            if ENTITY_NAME.match(entity_name):
+                _check_entity_names(entity_name, entity, epath, seen, err)
+            else:
+                err(
+                    epath,
+                    f"invalid entity name '{entity_name}': expected PascalCase "
+                    "letters and digits, e.g. OrderItem",
+                    key=True,
+                )
             if not entity.fields:
                 err((*epath, "fields"), "expected at least one field")
             columns: dict[str, str] = {}
@@ -86,23 +135,15 @@ def validate_spec(spec: Spec, source: Source) -> list[SpecIssue]:
                 column = column_name(field_name, field)
                 if column is not None:
                     if column in columns:
-                        err(fpath, f"column '{column}' is already used by field "
-                            f"'{columns[column]}'", key=True)
+                        err(
+                            fpath,
+                            f"column '{column}' is already used by field '{columns[column]}'",
+                            key=True,
+                        )
                     columns[column] = field_name
-            for attr in ("unique_together", "indexes"):
-                groups: list[list[str]] = getattr(entity, attr)
-                seen_groups: set[tuple[str, ...]] = set()
-                for i, group in enumerate(groups):
-                    gpath: Path = (*epath, attr, i)
-                    if not group:
-                        err(gpath, "expected at least one field name")
-                    if len(set(group)) != len(group):
-                        err(gpath, "a field is listed twice")
-                    if tuple(group) in seen_groups:
-                        err(gpath, "this field list is declared twice")
-                    seen_groups.add(tuple(group))
-                    for j, name in enumerate(group):
-                        _check_group_member(entity.fields, name, (*gpath, j), err)
+            _check_groups(entity, epath, err)
+            _check_seed(spec, service_name, entity, epath, err)
+        _check_tables(service.entities, spath, err)
         _check_required_cycles(service_name, service.entities, err)
     return issues
 
@@ -114,125 +155,394 @@ def column_name(field_name: str, field: FieldSpec) -> str | None:
     return field_name
 
 
-def _check_identifier(name: str, path: Path, what: str, err: Any) -> None:
-    if not re.match(r"^[a-z][a-z0-9_]*$", name):
-        err(path, f"invalid {what} name '{name}': expected lowercase letters, digits and "
-            "underscores, starting with a letter", key=True)
-    elif keyword.iskeyword(name) or keyword.issoftkeyword(name):
+def _check_tables(entities: dict[str, Entity], spath: Path, err: Err) -> None:
+    """Link tables of many_to_many fields are named <entity>_<field>: not another table."""
+    tables = {
+        entity.plural or pluralize(snake(name)): f"entity '{name}'"
+        for name, entity in entities.items()
+    }
+    for name, entity in entities.items():
+        for fname, field in entity.fields.items():
+            if not (isinstance(field, RelationField) and field.cardinality == "many_to_many"):
+                continue
+            table = f"{snake(name)}_{fname}"
+            if table in tables:
+                err(
+                    (*spath, "entities", name, "fields", fname),
+                    f"the link table '{table}' of this many_to_many collides with the table "
+                    f"of {tables[table]}; rename the field",
+                    key=True,
+                )
+            tables.setdefault(table, f"the link table of {name}.{fname}")
+
+
+def _check_identifier(name: str, path: Path, what: str, err: Err) -> None:
+    if not IDENTIFIER.match(name):
+        err(
+            path,
+            f"invalid {what} name '{name}': expected lowercase letters, digits and "
+            "underscores, starting with a letter",
+            key=True,
+        )
+    elif keyword.iskeyword(name):
         err(path, f"'{name}' is a Python keyword; pick another {what} name", key=True)
     elif name.endswith("_") or "__" in name:
         err(path, f"invalid {what} name '{name}': no trailing or double underscores", key=True)
 
 
-def _check_database(url: str, path: Path, err: Any) -> None:
+def _check_entity_names(
+    name: str, entity: Entity, path: Path, seen: dict[str, str], err: Err
+) -> None:
+    plural = entity.plural or pluralize(snake(name))
+    clash = next((v for v in (snake(name), plural) if seen.get(v, name) != name), None)
+    if clash is not None:
+        err(
+            path,
+            f"entity '{name}' collides with entity '{seen[clash]}' on the name "
+            f"'{clash}' (names are compared in snake_case, singular and plural)",
+            key=True,
+        )
+    for value in (snake(name), plural):
+        seen.setdefault(value, name)
+    if keyword.iskeyword(snake(name)):
+        err(
+            path, f"'{name}' becomes the Python keyword '{snake(name)}' in generated code", key=True
+        )
+    if keyword.iskeyword(plural):
+        where = (*path, "plural") if entity.plural else path
+        err(where, f"the plural '{plural}' is a Python keyword; set another plural", key=True)
+
+
+def _check_database(url: str, path: Path, err: Err) -> None:
     if url == "sqlite":
         return
     try:
         parsed = make_url(url)
     except ArgumentError:
-        err(path, f"expected 'sqlite' or a SQLAlchemy URL such as "
-            f"postgresql+asyncpg://user:pass@host/db, got {url!r}")
+        err(
+            path,
+            "expected 'sqlite' or a SQLAlchemy URL such as "
+            f"postgresql+asyncpg://user:pass@host/db, got {url!r}",
+        )
         return
     if parsed.drivername not in SUPPORTED_DRIVERS:
-        err(path, f"unsupported driver '{parsed.drivername}'; expected one of: "
-            f"{', '.join(sorted(SUPPORTED_DRIVERS))}")
+        dialect = parsed.drivername.partition("+")[0]
+        same = sorted(d for d in SUPPORTED_DRIVERS if d.partition("+")[0] == dialect)
+        hint = f"; use '{same[0]}'" if same else ""
+        err(
+            path,
+            f"unsupported driver '{parsed.drivername}'{hint} (supported: "
+            f"{', '.join(sorted(SUPPORTED_DRIVERS))})",
+        )
 
 
 def _check_field(
-    spec: Spec, service: str, entity: str, name: str, field: FieldSpec, path: Path, err: Any
+    spec: Spec, service: str, entity: str, name: str, field: FieldSpec, path: Path, err: Err
 ) -> None:
     _check_identifier(name, path, "field", err)
     if name in AUTOMATIC_FIELDS:
         err(path, f"'{name}' is added to every entity automatically; do not redefine it", key=True)
     elif name in RESERVED_FIELDS or name.startswith("model_"):
-        err(path, f"'{name}' is reserved (list query parameter or generated-code name); "
-            "pick another field name", key=True)
+        err(
+            path,
+            f"'{name}' is reserved (list query parameter or generated-code name); "
+            "pick another field name",
+            key=True,
+        )
     if isinstance(field, RelationField):
         _check_relation(spec, service, entity, field, path, err)
         return
     if isinstance(field, ReferenceField):
-        target_service, _, target_entity = field.to.partition(".")
-        if target_service not in spec.services:
-            err((*path, "to"), f"unknown service '{target_service}' in reference "
-                f"(services: {', '.join(spec.services)})")
-        elif target_entity not in spec.services[target_service].entities:
-            err((*path, "to"), f"service '{target_service}' has no entity '{target_entity}'")
-        elif target_service == service:
-            err((*path, "to"), "a reference points to another service; use a relation "
-                "within the same service")
+        _check_reference(spec, service, field, path, err)
         return
-    if isinstance(field, (IntegerField, DecimalField, FloatField)):
-        if field.min is not None and field.max is not None and field.min > field.max:
-            err((*path, "min"), f"min ({field.min}) is above max ({field.max})")
-    if isinstance(field, DecimalField) and field.scale > field.precision:
-        err((*path, "scale"), f"scale ({field.scale}) must not exceed precision ({field.precision})")
+    problems = _field_problems(field, path)
+    for where, message in problems:
+        err(where, message)
+    if isinstance(field, UNINDEXABLE):
+        for option in ("unique", "indexed"):
+            if getattr(field, option):
+                err(
+                    (*path, option),
+                    f"a {field.type} field cannot be {option} (not indexable on MariaDB); "
+                    "use a string field with max_length instead",
+                )
+    if isinstance(field, (JsonField, EnumListField)) and field.sortable:
+        err((*path, "sortable"), f"a {field.type} field cannot be sortable")
+    if not problems:
+        for option in ("default", "example"):
+            value = getattr(field, option, None)
+            if value is not None:
+                _check_value(field, value, (*path, option), option, err)
+
+
+def _field_problems(field: FieldSpec, path: Path) -> list[tuple[Path, str]]:
+    """Options of one scalar field that contradict each other."""
+    out: list[tuple[Path, str]] = []
+    if (
+        isinstance(field, (IntegerField, DecimalField, FloatField))
+        and field.min is not None
+        and field.max is not None
+        and field.min > field.max
+    ):
+        out.append(((*path, "min"), f"min ({field.min}) is above max ({field.max})"))
+    if isinstance(field, IntegerField) and field.type == "integer":
+        for option in ("min", "max"):
+            bound = getattr(field, option)
+            if bound is not None and not INT32[0] <= bound <= INT32[1]:
+                out.append(
+                    (
+                        (*path, option),
+                        f"{option} ({bound}) does not fit a 32-bit integer; use type: bigint",
+                    )
+                )
+    if isinstance(field, DecimalField):
+        if field.scale > field.precision:
+            out.append(
+                (
+                    (*path, "scale"),
+                    f"scale ({field.scale}) must not exceed precision ({field.precision})",
+                )
+            )
+        else:
+            digits = TypeAdapter(
+                Annotated[Decimal, Field(max_digits=field.precision, decimal_places=field.scale)]
+            )
+            largest = Decimal(10) ** (field.precision - field.scale) - Decimal(10) ** -field.scale
+            for option in ("min", "max"):
+                bound = getattr(field, option)
+                if bound is None:
+                    continue
+                try:
+                    digits.validate_python(bound)
+                except ValidationError:
+                    out.append(
+                        (
+                            (*path, option),
+                            f"{option} ({bound}) does not fit decimal({field.precision}, "
+                            f"{field.scale}): at most {largest} with {field.scale} decimal "
+                            "places",
+                        )
+                    )
     if isinstance(field, StringField):
         if field.min_length is not None and field.min_length > field.max_length:
-            err((*path, "min_length"), f"min_length ({field.min_length}) is above "
-                f"max_length ({field.max_length})")
+            out.append(
+                (
+                    (*path, "min_length"),
+                    f"min_length ({field.min_length}) is above max_length ({field.max_length})",
+                )
+            )
         if field.pattern is not None:
-            try:
-                re.compile(field.pattern)
-            except re.error as exc:
-                err((*path, "pattern"), f"invalid regular expression: {exc}")
+            reason = _pattern_problem(field.pattern)
+            if reason:
+                out.append(((*path, "pattern"), reason))
     if isinstance(field, (EnumField, EnumListField)):
         if not field.values:
-            err((*path, "values"), "an enum needs at least one value")
-        if len(set(field.values)) != len(field.values):
-            err((*path, "values"), "enum values must be distinct")
+            out.append(((*path, "values"), "an enum needs at least one value in 'values'"))
+        seen: set[str] = set()
         for i, value in enumerate(field.values):
+            if value in seen:
+                out.append(((*path, "values", i), f"duplicate enum value '{value}'"))
+            seen.add(value)
             if not value or len(value) > 64:
-                err((*path, "values", i), "enum values must be 1 to 64 characters long")
-    if isinstance(field, (TextField, JsonField, EnumListField)) and (field.unique or field.indexed):
-        err(path, f"a {field.type} field cannot be unique or indexed (not indexable on MariaDB)")
-    if field.default is not None:
-        _check_default(field, path, err)
+                out.append(((*path, "values", i), "enum values must be 1 to 64 characters long"))
+    return out
 
 
-def _check_default(field: FieldSpec, path: Path, err: Any) -> None:
-    from microforge.generator.types import python_input_type  # late: generator depends on spec
+def _pattern_problem(pattern: str) -> str | None:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        return f"invalid regular expression: {exc}"
+    try:
+        TypeAdapter(Annotated[str, Field(pattern=pattern)])
+    except SchemaError as exc:
+        detail = str(exc).strip().splitlines()[-1].removeprefix("error: ")
+        return f"regular expression not supported by the request validator: {detail}"
+    return None
+
+
+def _check_value(field: FieldSpec, value: Any, path: Path, what: str, err: Err) -> None:
+    """A default or seed value must pass the same validation as an API request."""
+    from microforge.generator.types import python_input_type  # late: generator uses spec
 
     try:
-        TypeAdapter(python_input_type(field)).validate_python(field.default)
+        TypeAdapter(python_input_type(field)).validate_python(value)
     except ValidationError as exc:
         reason = "; ".join(e["msg"] for e in exc.errors())
-        err((*path, "default"), f"default {field.default!r} does not fit the field: {reason}")
+        if isinstance(value, bool) and field.type in ("string", "text", "enum", "email", "url"):
+            reason += " (YAML reads unquoted yes/no/on/off/true/false as booleans: quote it)"
+        err(path, f"{what} {value!r} does not fit the {field.type} field: {reason}")
+
+
+def _check_reference(spec: Spec, service: str, field: ReferenceField, path: Path, err: Err) -> None:
+    target_service, _, target_entity = field.to.partition(".")
+    if target_service not in spec.services:
+        err(
+            (*path, "to"),
+            f"unknown service '{target_service}' in reference"
+            f"{suggest(target_service, list(spec.services))} "
+            f"(services: {', '.join(spec.services)})",
+        )
+        return
+    entities = spec.services[target_service].entities
+    if target_entity not in entities:
+        err(
+            (*path, "to"),
+            f"service '{target_service}' has no entity '{target_entity}'"
+            f"{suggest(target_entity, list(entities))} (entities: {', '.join(entities)})",
+        )
+    elif target_service == service:
+        err(
+            (*path, "to"),
+            "a reference points to another service; within the same service use "
+            f"type: relation, to: {target_entity}",
+        )
 
 
 def _check_relation(
-    spec: Spec, service: str, entity: str, field: RelationField, path: Path, err: Any
+    spec: Spec, service: str, entity: str, field: RelationField, path: Path, err: Err
 ) -> None:
     entities = spec.services[service].entities
     if field.to not in entities:
-        hint = ""
         others = [s for s, svc in spec.services.items() if field.to in svc.entities]
         if others:
-            hint = f"; '{field.to}' lives in service '{others[0]}': use type: reference, to: {others[0]}.{field.to}"
+            hint = (
+                f"; '{field.to}' lives in service '{others[0]}': use type: reference, "
+                f"to: {others[0]}.{field.to}"
+            )
+        else:
+            hint = suggest(field.to, list(entities))
         err((*path, "to"), f"unknown entity '{field.to}' in service '{service}'{hint}")
         return
     if field.cardinality == "many_to_many":
         if field.on_delete is not None:
-            err((*path, "on_delete"), "on_delete does not apply to many_to_many (links are "
-                "removed with either side)")
+            err(
+                (*path, "on_delete"),
+                "on_delete does not apply to many_to_many (links are removed with either side)",
+            )
         return
     if field.on_delete == "set_null" and field.required:
         err((*path, "on_delete"), "set_null needs an optional relation (required: false)")
     if field.to == entity and field.required:
-        err((*path, "required"), "a self relation must be optional (required: false); "
-            "otherwise no first row can be created")
+        err(
+            (*path, "required"),
+            "a self relation must be optional (required: false); "
+            "otherwise no first row can be created",
+        )
 
 
-def _check_group_member(fields: dict[str, FieldSpec], name: str, path: Path, err: Any) -> None:
+def _check_groups(entity: Entity, epath: Path, err: Err) -> None:
+    for attr in ("unique_together", "indexes"):
+        groups: list[list[str]] = getattr(entity, attr)
+        seen_groups: set[tuple[str, ...]] = set()
+        for i, group in enumerate(groups):
+            gpath: Path = (*epath, attr, i)
+            if not group:
+                err(gpath, "expected at least one field name")
+            if len(set(group)) != len(group):
+                err(gpath, "a field is listed twice")
+            if tuple(group) in seen_groups:
+                err(gpath, "this field list is declared twice")
+            seen_groups.add(tuple(group))
+            for j, name in enumerate(group):
+                _check_group_member(entity.fields, name, (*gpath, j), err)
+
+
+def _check_group_member(fields: dict[str, FieldSpec], name: str, path: Path, err: Err) -> None:
     field = fields.get(name)
     if field is None:
-        err(path, f"unknown field '{name}' (fields: {', '.join(fields) or 'none'})")
+        relation = name.removesuffix("_id")
+        if relation != name and isinstance(fields.get(relation), RelationField):
+            hint = f"; name the relation field '{relation}'"
+        else:
+            hint = suggest(name, list(fields))
+        err(path, f"unknown field '{name}'{hint} (fields: {', '.join(fields) or 'none'})")
     elif isinstance(field, RelationField) and field.cardinality == "many_to_many":
         err(path, f"'{name}' is many_to_many and has no column to index")
-    elif isinstance(field, (TextField, JsonField, EnumListField)):
+    elif isinstance(field, UNINDEXABLE):
         err(path, f"'{name}' is a {field.type} field and cannot be indexed")
 
 
-def _check_required_cycles(service: str, entities: dict[str, Any], err: Any) -> None:
+def _id_type(kind: str) -> Any:
+    return uuid.UUID if kind == "uuid" else Annotated[int, Field(strict=True, ge=1)]
+
+
+def _check_id(kind: str, value: Any, path: Path, what: str, err: Err) -> None:
+    try:
+        TypeAdapter(_id_type(kind)).validate_python(value)
+    except ValidationError:
+        expected = "a UUID string" if kind == "uuid" else "a positive integer"
+        err(path, f"{what} must be {expected} ({kind} id), got {value!r}")
+
+
+def _check_seed(spec: Spec, service: str, entity: Entity, epath: Path, err: Err) -> None:
+    """Seed rows hold field values by field name; to-one relations are given as <field>_id."""
+    entities = spec.services[service].entities
+    keys: dict[str, str] = {}  # accepted row key -> field name
+    for name, field in entity.fields.items():
+        if isinstance(field, RelationField):
+            if field.cardinality != "many_to_many":
+                keys[f"{name}_id"] = name
+        else:
+            keys[name] = name
+    for i, row in enumerate(entity.seed):
+        rpath: Path = (*epath, "seed", i)
+        for key, value in row.items():
+            kpath: Path = (*rpath, key)
+            if key not in keys:
+                err(kpath, _unknown_seed_key(key, entity, list(keys)), key=True)
+                continue
+            field = entity.fields[keys[key]]
+            if value is None:
+                if field.required:
+                    err(kpath, f"'{key}' is required and cannot be null")
+            elif isinstance(field, RelationField):
+                if field.to in entities:
+                    _check_id(entities[field.to].id, value, kpath, f"'{key}'", err)
+            elif isinstance(field, ReferenceField):
+                target_service, _, target_entity = field.to.partition(".")
+                target = spec.services.get(target_service)
+                if target is not None and target_entity in target.entities:
+                    _check_id(target.entities[target_entity].id, value, kpath, f"'{key}'", err)
+            else:
+                _check_value(field, value, kpath, "value", err)
+        for key, name in keys.items():
+            field = entity.fields[name]
+            has_default = getattr(field, "default", None) is not None
+            if field.required and not has_default and key not in row:
+                err(rpath, f"missing '{key}' (the field is required and has no default)")
+    _check_seed_unique(entity, epath, err)
+
+
+def _unknown_seed_key(key: str, entity: Entity, accepted: list[str]) -> str:
+    field = entity.fields.get(key)
+    if isinstance(field, RelationField) and field.cardinality == "many_to_many":
+        return f"'{key}' is many_to_many; seed rows cannot set links (add them through the API)"
+    if isinstance(field, RelationField):
+        return f"give the related row's id as '{key}_id'"
+    if key in AUTOMATIC_FIELDS:
+        return f"'{key}' is set automatically; leave it out of seed rows"
+    return f"unknown field '{key}'{suggest(key, accepted)} (fields: {', '.join(accepted)})"
+
+
+def _check_seed_unique(entity: Entity, epath: Path, err: Err) -> None:
+    for name, field in entity.fields.items():
+        if isinstance(field, (RelationField, ReferenceField)) or not field.unique:
+            continue
+        seen: dict[str, int] = {}
+        for i, row in enumerate(entity.seed):
+            if row.get(name) is None:
+                continue
+            value = repr(row[name])
+            if value in seen:
+                err(
+                    (*epath, "seed", i, name),
+                    f"'{name}' is unique but seed row {seen[value]} has the same value",
+                )
+            seen.setdefault(value, i)
+
+
+def _check_required_cycles(service: str, entities: dict[str, Entity], err: Err) -> None:
     """Required to-one relations must not form a loop: no first row could be inserted."""
     graph: dict[str, list[tuple[str, str]]] = {}
     for name, entity in entities.items():
@@ -250,13 +560,18 @@ def _check_required_cycles(service: str, entities: dict[str, Any], err: Any) -> 
     def visit(node: str, trail: list[str]) -> None:
         for target, fname in graph.get(node, []):
             if target in trail:
-                cycle = [*trail[trail.index(target):], target]
+                loop = trail[trail.index(target) :]
+                cycle = [node, *loop[: loop.index(node)], node]
                 key = frozenset(cycle)
                 if key not in reported:
                     reported.add(key)
-                    err(("services", service, "entities", node, "fields", fname),
-                        "required relations form a loop (" + " -> ".join(cycle)
-                        + "); make one of them optional")
+                    err(
+                        ("services", service, "entities", node, "fields", fname),
+                        "required relations form a loop ("
+                        + " -> ".join(cycle)
+                        + "); make one of them optional (required: false)",
+                        key=True,
+                    )
                 continue
             visit(target, [*trail, target])
 
@@ -264,4 +579,11 @@ def _check_required_cycles(service: str, entities: dict[str, Any], err: Any) -> 
         visit(start, [start])
 
 
-__all__ = ["column_name", "validate_spec"]
+__all__ = [
+    "AUTOMATIC_FIELDS",
+    "RESERVED_FIELDS",
+    "RESERVED_SERVICES",
+    "SUPPORTED_DRIVERS",
+    "column_name",
+    "validate_spec",
+]

@@ -1,0 +1,92 @@
+"""`microforge up`: every service and the gateway as child processes of one command."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from microforge.runner.ports import free_port, port_is_free
+from microforge.runner.supervisor import Interrupted, ProcessSpec, ReadinessError, Supervisor
+from microforge.spec import Spec
+
+READY_TIMEOUT_S = 60.0
+
+
+def _service_ports(names: list[str], host: str, gateway_port: int) -> dict[str, int]:
+    """Services take the ports after the gateway's, or any free one when taken."""
+    ports: dict[str, int] = {}
+    candidate = gateway_port + 1
+    for name in names:
+        while candidate <= 65535 and not port_is_free(candidate, host):
+            candidate += 1
+        ports[name] = candidate if candidate <= 65535 else free_port(host)
+        candidate += 1
+    return ports
+
+
+def _uvicorn(app: str, host: str, port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "uvicorn", app,
+        "--host", host, "--port", str(port),
+        "--loop", "uvloop", "--http", "httptools",
+        "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+
+
+def build_specs(
+    spec: Spec, project: Path, host: str, port: int, env: dict[str, str]
+) -> tuple[list[ProcessSpec], dict[str, int]]:
+    ports = _service_ports(list(spec.services), host, port)
+    children = []
+    for name, service_port in ports.items():
+        service_dir = (project / "services" / name).resolve()
+        children.append(
+            ProcessSpec(
+                name=name,
+                argv=_uvicorn(f"{name}_service.main:app", host, service_port),
+                cwd=service_dir,
+                env={**env, "PYTHONPATH": str(service_dir)},
+                ready_url=f"http://{host}:{service_port}/health/ready",
+            )
+        )
+    routes = [arg for n, p in ports.items() for arg in ("--route", f"{n}=http://{host}:{p}")]
+    gateway = [sys.executable, "-m", "microforge.gateway", "--host", host, "--port", str(port)]
+    children.append(
+        ProcessSpec(
+            name="gateway",
+            argv=[*gateway, "--title", spec.name, *routes],
+            cwd=project.resolve(),
+            env=env,
+            ready_url=f"http://{host}:{port}/health/live",
+        )
+    )
+    return children, ports
+
+
+def run_up(spec: Spec, project: Path, host: str, port: int, env: dict[str, str]) -> int:
+    if not port_is_free(port, host):
+        typer.secho(f"Port {port} on {host} is in use; pass --port.", err=True, fg="red")
+        return 2
+    children, ports = build_specs(spec, project, host, port, env)
+    supervisor = Supervisor()
+    try:
+        supervisor.start(children)
+        supervisor.wait_ready(READY_TIMEOUT_S)
+    except ReadinessError as exc:
+        typer.secho(str(exc), err=True, fg="red")
+        supervisor.stop()
+        return 1
+    except Interrupted:
+        return supervisor.stop()
+    except BaseException:
+        supervisor.stop()
+        raise
+    base = f"http://{host}:{port}"
+    typer.secho(f"\n{spec.name} is up. Gateway: {base}/", fg="green", bold=True)
+    for name, service_port in ports.items():
+        typer.echo(f"  {name:<16} {base}/{name}/docs   (direct: http://{host}:{service_port}/docs)")
+    typer.echo("Press Ctrl-C to stop.\n")
+    sys.stdout.flush()
+    return supervisor.run_forever()

@@ -1,0 +1,275 @@
+"""List queries: filters (`field__op=value`), sorting, offset and keyset pagination.
+
+Every value is parsed against the column's type before it reaches SQL, and every bad
+parameter is reported as a 400 naming it; values are always bound, never interpolated.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import difflib
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+from sqlalchemy import ColumnElement, and_, false, or_, true
+
+from .problems import Problem
+from .resource import Filterable, Resource
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 1000
+RESERVED = {"sort", "limit", "offset", "cursor", "q"}
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+INT64 = (-(2**63), 2**63 - 1)
+
+
+@dataclass(frozen=True)
+class SortKey:
+    name: str
+    descending: bool
+    nullable: bool
+
+
+@dataclass
+class ListQuery:
+    conditions: list[ColumnElement[bool]] = field(default_factory=list)
+    sort: list[SortKey] = field(default_factory=list)
+    limit: int = DEFAULT_LIMIT
+    offset: int = 0
+    after: list[Any] | None = None  # sort values of the last row of the previous page
+
+
+def bad_query(detail: str, parameter: str) -> Problem:
+    return Problem(
+        400,
+        detail,
+        title="Malformed query",
+        type="urn:microforge:problem:query",
+        parameter=parameter,
+    )
+
+
+def parse_value(raw: str, python_type: type, parameter: str) -> Any:
+    if "\x00" in raw:
+        raise bad_query("Values may not contain NUL characters.", parameter)
+    try:
+        if python_type is str:
+            return raw
+        if python_type is bool:
+            lowered = raw.lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+            raise ValueError("expected true or false")
+        if python_type is int:
+            number = int(raw)
+            if not INT64[0] <= number <= INT64[1]:
+                raise ValueError("out of range")
+            return number
+        if python_type is Decimal:
+            decimal = Decimal(raw)
+            if not decimal.is_finite():
+                raise ValueError("expected a finite number")
+            return decimal
+        if python_type is float:
+            number_f = float(raw)
+            if not math.isfinite(number_f):
+                raise ValueError("expected a finite number")
+            return number_f
+        if python_type is dt.datetime:
+            moment = dt.datetime.fromisoformat(raw)
+            return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+        if python_type is dt.date:
+            return dt.date.fromisoformat(raw)
+        if python_type is uuid.UUID:
+            return uuid.UUID(raw)
+    except (ValueError, InvalidOperation, OverflowError) as exc:
+        kind = python_type.__name__.lower()
+        raise bad_query(
+            f"'{parameter}': {raw!r} is not a valid {kind} ({exc}).", parameter
+        ) from None
+    raise bad_query(f"'{parameter}' cannot be compared.", parameter)
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _condition(target: Filterable, op: str, raw: str, parameter: str) -> ColumnElement[bool]:
+    column = target.column
+    if op == "isnull":
+        flag = parse_value(raw, bool, parameter)
+        return column.is_(None) if flag else column.is_not(None)
+    if op == "in":
+        values = [parse_value(part, target.python_type, parameter) for part in raw.split(",")]
+        if len(values) > MAX_LIMIT:
+            raise bad_query(f"'{parameter}' lists more than {MAX_LIMIT} values.", parameter)
+        return column.in_(values)
+    if op in {"contains", "icontains", "startswith", "endswith"}:
+        text = _like_escape(parse_value(raw, str, parameter))
+        pattern = {
+            "contains": f"%{text}%",
+            "icontains": f"%{text}%",
+            "startswith": f"{text}%",
+            "endswith": f"%{text}",
+        }[op]
+        if op == "icontains":
+            return column.ilike(pattern, escape="\\")
+        return column.like(pattern, escape="\\")
+    value = parse_value(raw, target.python_type, parameter)
+    comparisons: dict[str, ColumnElement[bool]] = {
+        "eq": column == value,
+        "ne": or_(column != value, column.is_(None)) if column.nullable else column != value,
+        "lt": column < value,
+        "lte": column <= value,
+        "gt": column > value,
+        "gte": column >= value,
+    }
+    return comparisons[op]
+
+
+def _int_param(raw: str, name: str, low: int, high: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise bad_query(f"'{name}' must be a whole number.", name) from None
+    if not low <= value <= high:
+        raise bad_query(f"'{name}' must be between {low} and {high}.", name)
+    return value
+
+
+def parse_sort(raw: str | None, resource: Resource) -> list[SortKey]:
+    names = [part.strip() for part in raw.split(",")] if raw else list(resource.default_sort)
+    keys: list[SortKey] = []
+    seen: set[str] = set()
+    for item in names:
+        descending = item.startswith("-")
+        name = item.lstrip("-+")
+        if name not in resource.sortable:
+            allowed = ", ".join(sorted(resource.sortable))
+            raise bad_query(f"Cannot sort by '{name}'; sortable fields: {allowed}.", "sort")
+        if name in seen:
+            raise bad_query(f"'{name}' appears twice in sort.", "sort")
+        seen.add(name)
+        keys.append(SortKey(name, descending, bool(resource.table.c[name].nullable)))
+    if "id" not in seen:
+        keys.append(SortKey("id", keys[-1].descending if keys else False, False))
+    return keys
+
+
+def parse_list_query(params: Mapping[str, str], resource: Resource) -> ListQuery:
+    query = ListQuery()
+    for key, raw in params.items():
+        if key in RESERVED:
+            continue
+        name, _, op = key.partition("__")
+        op = op or "eq"
+        target = resource.filters.get(name)
+        if target is None:
+            options = [*resource.filters, *RESERVED]
+            close = difflib.get_close_matches(name, options, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise bad_query(f"Unknown query parameter '{key}'.{hint}", key)
+        if op not in target.ops:
+            allowed = ", ".join(sorted(target.ops))
+            raise bad_query(f"'{name}' does not support '{op}'; operators: {allowed}.", key)
+        query.conditions.append(_condition(target, op, raw, key))
+    search = params.get("q")
+    if search:
+        if not resource.search_columns:
+            raise bad_query("This collection has no searchable fields.", "q")
+        pattern = f"%{_like_escape(parse_value(search, str, 'q'))}%"
+        query.conditions.append(
+            or_(*(c.ilike(pattern, escape="\\") for c in resource.search_columns))
+        )
+    if "limit" in params:
+        query.limit = _int_param(params["limit"], "limit", 1, MAX_LIMIT)
+    if "offset" in params:
+        query.offset = _int_param(params["offset"], "offset", 0, 10_000_000)
+    query.sort = parse_sort(params.get("sort"), resource)
+    if params.get("cursor"):
+        if "offset" in params:
+            raise bad_query("Use either 'cursor' or 'offset', not both.", "cursor")
+        query.after = decode_cursor(params["cursor"], query.sort, resource)
+    return query
+
+
+def _signature(sort: Sequence[SortKey]) -> str:
+    return ",".join(("-" if k.descending else "") + k.name for k in sort)
+
+
+def encode_cursor(row: Mapping[str, Any], sort: Sequence[SortKey]) -> str:
+    values = [_plain(row[k.name]) for k in sort]
+    payload = orjson.dumps({"s": _signature(sort), "v": values})
+    return base64.urlsafe_b64encode(payload).decode().rstrip("=")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, (Decimal, uuid.UUID)):
+        return str(value)
+    return value
+
+
+def decode_cursor(raw: str, sort: Sequence[SortKey], resource: Resource) -> list[Any]:
+    try:
+        payload = orjson.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+        signature, values = payload["s"], payload["v"]
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise bad_query(
+            "The cursor is malformed; use next_cursor from a response.", "cursor"
+        ) from None
+    if signature != _signature(sort) or not isinstance(values, list) or len(values) != len(sort):
+        raise bad_query("The cursor belongs to a different sort order.", "cursor")
+    decoded: list[Any] = []
+    for key, value in zip(sort, values, strict=True):
+        if value is None:
+            decoded.append(None)
+            continue
+        python_type = resource.filters[key.name].python_type
+        raw_value = value if isinstance(value, str) else orjson.dumps(value).decode()
+        if python_type is bool:
+            decoded.append(bool(value))
+        else:
+            decoded.append(parse_value(raw_value, python_type, "cursor"))
+    return decoded
+
+
+def order_by(sort: Sequence[SortKey], resource: Resource) -> list[Any]:
+    """Nulls sort last in both directions on every database."""
+    clauses: list[Any] = []
+    for key in sort:
+        column = resource.table.c[key.name]
+        if key.nullable:
+            clauses.append(column.is_(None))
+        clauses.append(column.desc() if key.descending else column.asc())
+    return clauses
+
+
+def after_condition(sort: Sequence[SortKey], values: Sequence[Any], resource: Resource) -> Any:
+    """Rows strictly after `values` in the sort order (lexicographic keyset comparison)."""
+    parts: list[tuple[ColumnElement[bool], ColumnElement[bool]]] = []  # (equal, after)
+    for key, value in zip(sort, values, strict=True):
+        column = resource.table.c[key.name]
+        if key.nullable:
+            if value is None:
+                parts.append((column.is_(None), false()))
+                parts.append((true(), false()))
+                continue
+            parts.append((column.is_not(None), column.is_(None)))
+        after = column < value if key.descending else column > value
+        parts.append((column == value, after))
+    alternatives = []
+    for i, (_, after) in enumerate(parts):
+        alternatives.append(and_(*(equal for equal, _ in parts[:i]), after))
+    return or_(*alternatives)

@@ -1,0 +1,176 @@
+"""Data access for one entity with SQLAlchemy Core: no ORM unit of work on the hot path.
+
+Statements that do not depend on the request are built once; SQLAlchemy caches their
+compiled form, so a GET is one pooled connection, one prepared query and one JSON dump.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Select, bindparam, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from .ids import uuid7
+from .problems import Problem
+from .query import ListQuery, after_condition, encode_cursor, order_by
+from .resource import Link, Resource
+from .types import utcnow
+
+Row = dict[str, Any]
+
+
+class Repository:
+    def __init__(self, engine: AsyncEngine, resource: Resource) -> None:
+        self.engine = engine
+        self.resource = resource
+        table = resource.table
+        self._live = [] if resource.deleted_column is None else [resource.deleted_column.is_(None)]
+        self._select: Select[Any] = select(*resource.read_columns).where(*self._live)
+        self._get = self._select.where(resource.id_column == bindparam("id"))
+        self._exists = select(resource.id_column).where(
+            resource.id_column == bindparam("id"), *self._live
+        )
+        self._uuid_ids = resource.id_python_type is not int
+        self._table = table
+
+    # Reads -----------------------------------------------------------------------------
+
+    async def get(self, id: Any) -> Row | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(self._get, {"id": id})).mappings().first()
+        return dict(row) if row is not None else None
+
+    async def list(self, query: ListQuery) -> dict[str, Any]:
+        filtered = self._select.where(*query.conditions)
+        page = filtered.order_by(*order_by(query.sort, self.resource)).limit(query.limit + 1)
+        if query.after is not None:
+            page = page.where(after_condition(query.sort, query.after, self.resource))
+        elif query.offset:
+            page = page.offset(query.offset)
+        count = select(func.count()).select_from(self._table).where(*self._live, *query.conditions)
+        async with self.engine.connect() as conn:
+            rows = [dict(r) for r in (await conn.execute(page)).mappings()]
+            total = (await conn.execute(count)).scalar_one()
+        next_cursor = None
+        if len(rows) > query.limit:
+            rows.pop()
+            next_cursor = encode_cursor(rows[-1], query.sort)
+        return {"items": rows, "total": total, "next_cursor": next_cursor}
+
+    async def exists(self, id: Any, conn: AsyncConnection | None = None) -> bool:
+        if conn is not None:
+            return (await conn.execute(self._exists, {"id": id})).first() is not None
+        async with self.engine.connect() as own:
+            return (await own.execute(self._exists, {"id": id})).first() is not None
+
+    # Writes ----------------------------------------------------------------------------
+
+    async def create(self, values: Mapping[str, Any]) -> Row:
+        now = utcnow()
+        data = {**values, "created_at": now, "updated_at": now}
+        if self._uuid_ids and data.get("id") is None:
+            data["id"] = uuid7()
+        async with self.engine.begin() as conn:
+            return await self.insert(conn, data)
+
+    async def insert(self, conn: AsyncConnection, data: Mapping[str, Any]) -> Row:
+        """Insert inside a caller's transaction (used by create and by seeding)."""
+        statement = insert(self._table).values(dict(data))
+        if conn.dialect.insert_returning:
+            row = (await conn.execute(statement.returning(*self.resource.read_columns))).mappings()
+            return dict(row.one())
+        result = await conn.execute(statement)
+        new_id = data.get("id") or result.inserted_primary_key[0]  # type: ignore[index]
+        fetched = (await conn.execute(self._get, {"id": new_id})).mappings().one()
+        return dict(fetched)
+
+    async def update(self, id: Any, changes: Mapping[str, Any]) -> Row | None:
+        data = {**changes, "updated_at": utcnow()}
+        statement = (
+            update(self._table).where(self.resource.id_column == id, *self._live).values(data)
+        )
+        async with self.engine.begin() as conn:
+            if conn.dialect.update_returning:
+                returned = statement.returning(*self.resource.read_columns)
+                row = (await conn.execute(returned)).mappings().first()
+                return dict(row) if row is not None else None
+            result = await conn.execute(statement)
+            # MariaDB reports 0 matched rows when nothing changed: check existence.
+            if result.rowcount == 0 and not await self.exists(id, conn):
+                return None
+            fetched = (await conn.execute(self._get, {"id": id})).mappings().first()
+            return dict(fetched) if fetched is not None else None
+
+    async def delete(self, id: Any) -> bool:
+        async with self.engine.begin() as conn:
+            if self.resource.deleted_column is not None:
+                statement: Any = (
+                    update(self._table)
+                    .where(self.resource.id_column == id, *self._live)
+                    .values(deleted_at=utcnow())
+                )
+            else:
+                statement = delete(self._table).where(self.resource.id_column == id)
+            result = await conn.execute(statement)
+            return bool(result.rowcount)
+
+    # Many-to-many links ------------------------------------------------------------------
+
+    async def list_links(
+        self, link: Link, target: Repository, id: Any, limit: int, offset: int
+    ) -> dict[str, Any] | None:
+        link_table = link.table
+        joined = target._select.join(
+            link_table, link_table.c[link.target_column] == target.resource.id_column
+        ).where(link_table.c[link.source_column] == id)
+        count = (
+            select(func.count())
+            .select_from(
+                link_table.join(
+                    target._table, link_table.c[link.target_column] == target.resource.id_column
+                )
+            )
+            .where(link_table.c[link.source_column] == id, *target._live)
+        )
+        async with self.engine.connect() as conn:
+            if not await self.exists(id, conn):
+                return None
+            page = joined.order_by(target.resource.id_column).limit(limit).offset(offset)
+            rows = [dict(r) for r in (await conn.execute(page)).mappings()]
+            total = (await conn.execute(count)).scalar_one()
+        return {"items": rows, "total": total, "next_cursor": None}
+
+    async def add_link(self, link: Link, target: Repository, id: Any, target_id: Any) -> None:
+        async with self.engine.begin() as conn:
+            await self._require(conn, id, target, target_id)
+            present = select(link.table.c[link.source_column]).where(
+                link.table.c[link.source_column] == id,
+                link.table.c[link.target_column] == target_id,
+            )
+            if (await conn.execute(present)).first() is None:
+                await conn.execute(
+                    insert(link.table).values(
+                        {link.source_column: id, link.target_column: target_id}
+                    )
+                )
+
+    async def remove_link(self, link: Link, target: Repository, id: Any, target_id: Any) -> bool:
+        async with self.engine.begin() as conn:
+            await self._require(conn, id, target, target_id)
+            result = await conn.execute(
+                delete(link.table).where(
+                    link.table.c[link.source_column] == id,
+                    link.table.c[link.target_column] == target_id,
+                )
+            )
+            return bool(result.rowcount)
+
+    async def _require(
+        self, conn: AsyncConnection, id: Any, target: Repository, target_id: Any
+    ) -> None:
+        if not await self.exists(id, conn):
+            raise Problem(404, f"No {self.resource.name} with id {id}.")
+        if not await target.exists(target_id, conn):
+            raise Problem(404, f"No {target.resource.name} with id {target_id}.")

@@ -1,0 +1,106 @@
+"""The FastAPI application shell every generated service shares."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.responses import HTMLResponse, Response
+
+from .jsonio import JSONBytes
+from .problems import install_problem_handlers, problem_response
+from .repository import Repository
+from .resource import Resource
+
+
+class Repositories(dict[str, Repository]):
+    """One repository per entity of a service, by entity name."""
+
+    @classmethod
+    def build(cls, engine: AsyncEngine, resources: Iterable[Resource]) -> Repositories:
+        return cls({r.name: Repository(engine, r) for r in resources})
+
+
+def create_service_app(
+    *,
+    title: str,
+    version: str,
+    description: str,
+    engine: AsyncEngine,
+    routers: Iterable[APIRouter] = (),
+    ready_timeout: float = 2.0,
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await engine.dispose()
+
+    app = FastAPI(
+        title=title,
+        version=version,
+        description=description,
+        lifespan=lifespan,
+        default_response_class=JSONBytes,
+        openapi_url=None,  # served below, aware of the gateway prefix
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.engine = engine  # for tests and user code; routes get repositories directly
+    install_problem_handlers(app)
+    app.include_router(health_router(engine, ready_timeout))
+    app.include_router(docs_router(app))
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def health_router(engine: AsyncEngine, timeout: float) -> APIRouter:
+    router = APIRouter(prefix="/health", tags=["health"])
+
+    @router.get("/live", summary="The process is up")
+    async def live() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/ready", summary="The database answers", responses={503: {}})
+    async def ready() -> Response:
+        try:
+            async with asyncio.timeout(timeout), engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:  # any failure means not ready; say which
+            return problem_response(
+                503, f"Database unavailable: {type(exc).__name__}", title="Not ready"
+            )
+        return JSONBytes({"status": "ok", "database": "ok"})
+
+    return router
+
+
+def docs_router(app: FastAPI) -> APIRouter:
+    """OpenAPI and docs pages that work both directly and behind the gateway's /{service}."""
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/openapi.json")
+    async def openapi(request: Request) -> Response:
+        schema: dict[str, Any] = app.openapi()
+        prefix = request.headers.get("x-forwarded-prefix", "").rstrip("/")
+        if prefix.startswith("/") and "//" not in prefix:
+            schema = copy.copy(schema)
+            schema["servers"] = [{"url": prefix}]
+        return JSONBytes(schema)
+
+    @router.get("/docs")
+    async def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="openapi.json", title=f"{app.title} API")
+
+    @router.get("/redoc")
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="openapi.json", title=f"{app.title} API")
+
+    return router

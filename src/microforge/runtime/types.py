@@ -1,0 +1,59 @@
+"""Column and value types shared by generated tables and schemas."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, AnyHttpUrl, TypeAdapter
+from sqlalchemy import DateTime
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+_URL = TypeAdapter(AnyHttpUrl)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on every database (SQLite and MariaDB store them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    @property
+    def python_type(self) -> type[dt.datetime]:
+        return dt.datetime
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        value = value.astimezone(dt.UTC)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # pragma: no cover - SQLite returns datetimes already
+            value = dt.datetime.fromisoformat(value)
+        moment: dt.datetime = value
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
+def _check_url(value: str) -> str:
+    return str(_URL.validate_python(value))
+
+
+HttpUrl = Annotated[str, AfterValidator(_check_url)]
+"""An http(s) URL, validated and normalised, kept as a plain string."""
+
+
+def reject_null(value: object) -> object:
+    """PATCH may omit a required field but may not set it to null."""
+    if value is None:
+        raise ValueError("may not be null")
+    return value
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
