@@ -127,6 +127,7 @@ def main() -> None:
         app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1
     )
     server = uvicorn.Server(config)
+
     async def serve() -> None:
         # Announce only once the socket is bound; the supervisor test looks for this line.
         task = asyncio.create_task(server.serve())

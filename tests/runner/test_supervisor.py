@@ -34,7 +34,8 @@ HERE = Path(__file__).parent
 UPSTREAM_APP = HERE.parent / "gateway" / "upstream_app.py"
 DEADLINE_S = 30.0
 
-DRIVER = """
+# Drivers play `microforge up`: a parent process that owns a Supervisor.
+TWO_SERVERS_DRIVER = """
 import json, sys
 from pathlib import Path
 from microforge.runner import ProcessSpec, Supervisor, free_port
@@ -51,6 +52,25 @@ sup.wait_ready(30)
 sys.stdout.write("PIDS " + json.dumps(sup.pids) + "\\n")
 sys.stdout.flush()
 sys.exit(sup.run_forever())
+"""
+
+STUBBORN_CHILD = """
+import signal, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+print("ignoring SIGTERM", flush=True)
+time.sleep(600)
+"""
+
+STUBBORN_DRIVER = """
+import json, sys
+from pathlib import Path
+from microforge.runner import ProcessSpec, Supervisor
+
+sup = Supervisor()
+sup.start([ProcessSpec("stubborn", [sys.executable, "-c", sys.argv[1]], Path.cwd(), {}, None)])
+sys.stdout.write("PIDS " + json.dumps(sup.pids) + "\\n")
+sys.stdout.flush()
+sys.exit(sup.run_forever(grace=120))
 """
 
 
@@ -133,60 +153,97 @@ def test_free_port_and_port_is_free() -> None:
 # -- signals: the real `microforge up` situation -----------------------------------------
 
 
+class Driver:
+    """A driver script in its own session, as a shell runs a job, with its output
+    collected by a thread so that every wait can have a deadline."""
+
+    def __init__(self, tmp_path: Path, source: str, *args: str) -> None:
+        script = tmp_path / "driver.py"
+        script.write_text(source)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(script), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            self._queue.put(raw.decode(errors="replace").rstrip("\n"))
+
+    def wait_for_line(self, pattern: str) -> str:
+        deadline = time.monotonic() + DEADLINE_S
+        while True:
+            while not self._queue.empty():
+                self.lines.append(self._queue.get())
+                if re.search(pattern, self.lines[-1]):
+                    return self.lines[-1]
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                output = "\n".join(self.lines)
+                pytest.fail(f"driver never printed {pattern!r}:\n{output}")
+            time.sleep(0.02)
+
+    def pids(self) -> dict[str, int]:
+        pids: dict[str, int] = json.loads(self.wait_for_line(r"^PIDS ").removeprefix("PIDS "))
+        return pids
+
+    def signal(self, signum: signal.Signals) -> None:
+        # The whole group, as Ctrl-C in a terminal does; the supervised children live in
+        # groups of their own and must not receive it.
+        os.killpg(self.proc.pid, signum)
+
+    def output(self) -> str:
+        self._reader.join(timeout=DEADLINE_S)
+        while not self._queue.empty():
+            self.lines.append(self._queue.get())
+        return "\n".join(self.lines)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_signal_stops_all_children_and_exits_0(tmp_path: Path, signum: signal.Signals) -> None:
-    script = tmp_path / "driver.py"
-    script.write_text(DRIVER)
-    # Own session, like a shell job: the signal goes to the driver's group only, which
-    # is what Ctrl-C in a terminal does (the children live in groups of their own).
-    driver = subprocess.Popen(
-        [sys.executable, str(script), str(UPSTREAM_APP)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    seen: list[str] = []
-
-    def read() -> None:
-        assert driver.stdout is not None
-        for raw in driver.stdout:
-            lines.put(raw.decode(errors="replace").rstrip("\n"))
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    driver = Driver(tmp_path, TWO_SERVERS_DRIVER, str(UPSTREAM_APP))
     try:
-        deadline = time.monotonic() + DEADLINE_S
-        pids: dict[str, int] = {}
-        while not pids:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or driver.poll() is not None:
-                pytest.fail("driver did not report its children:\n" + "\n".join(seen))
-            try:
-                line = lines.get(timeout=min(remaining, 0.5))
-            except queue.Empty:
-                continue
-            seen.append(line)
-            if line.startswith("PIDS "):
-                pids = json.loads(line.removeprefix("PIDS "))
+        pids = driver.pids()
         assert set(pids) == {"alpha", "beta"}
         assert all(pid_alive(pid) for pid in pids.values())
 
-        os.killpg(driver.pid, signum)
-        assert driver.wait(timeout=DEADLINE_S) == 0
+        driver.signal(signum)
+        assert driver.proc.wait(timeout=DEADLINE_S) == 0
         wait_until(lambda: not any(pid_alive(pid) for pid in pids.values()), "children to exit")
     finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
-            driver.wait()
-    reader.join(timeout=DEADLINE_S)
-    while not lines.empty():
-        seen.append(lines.get())
-    output = "\n".join(seen)
+        driver.kill()
+    output = driver.output()
     # Children's lines are prefixed with their padded name (plain: not a terminal).
     assert re.search(r"^alpha\s+\| upstream_app listening on", output, re.MULTILINE), output
     assert re.search(r"^beta\s+\| upstream_app listening on", output, re.MULTILINE), output
     assert "\x1b[" not in output
+
+
+def test_second_ctrl_c_skips_the_grace_period(tmp_path: Path) -> None:
+    driver = Driver(tmp_path, STUBBORN_DRIVER, STUBBORN_CHILD)
+    try:
+        pid = driver.pids()["stubborn"]
+        driver.wait_for_line(r"^stubborn\s+\| ignoring SIGTERM")
+        driver.signal(signal.SIGINT)
+        driver.wait_for_line(r"\| stopping stubborn")  # now inside a 120 s grace period
+        started = time.monotonic()
+        driver.signal(signal.SIGINT)
+        assert driver.proc.wait(timeout=DEADLINE_S) == 0
+        assert time.monotonic() - started < 10
+        assert not pid_alive(pid)
+    finally:
+        driver.kill()
+    assert "stubborn did not stop within 120s; killing it" in driver.output()
 
 
 # -- children that fail -----------------------------------------------------------------
@@ -286,11 +343,16 @@ def test_failed_start_stops_children_already_running(
 
 
 def test_exception_in_with_block_stops_children(out: io.StringIO) -> None:
-    spec = server_spec("web")
-    with pytest.raises(RuntimeError, match="caller failed"), Supervisor(out=out) as sup:
-        sup.start([spec])
-        pids = sup.pids
-        raise RuntimeError("caller failed")
+    pids: dict[str, int] = {}
+
+    def caller() -> None:
+        with Supervisor(out=out) as sup:
+            sup.start([server_spec("web")])
+            pids.update(sup.pids)
+            raise RuntimeError("caller failed")
+
+    with pytest.raises(RuntimeError, match="caller failed"):
+        caller()
     assert not pid_alive(pids["web"])
 
 
@@ -313,13 +375,8 @@ def test_grandchildren_are_stopped_with_their_parent(
 def test_child_ignoring_sigterm_is_killed_after_grace(
     supervisor: Supervisor, out: io.StringIO, tmp_path: Path
 ) -> None:
-    stubborn = python(
-        "import signal, time\n"
-        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-        "print('ignoring SIGTERM', flush=True)\n"
-        "time.sleep(600)\n"
-    )
-    supervisor.start([ProcessSpec("stubborn", stubborn, tmp_path, {}, None)])
+    stubborn = ProcessSpec("stubborn", python(STUBBORN_CHILD), tmp_path, {}, None)
+    supervisor.start([stubborn])
     wait_until(lambda: "ignoring SIGTERM" in out.getvalue(), "the child to ignore SIGTERM")
     pid = supervisor.pids["stubborn"]
 

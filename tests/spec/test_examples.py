@@ -94,3 +94,12 @@ def test_the_shop_references_cross_services() -> None:
                     target_service, _, target = field.to.partition(".")
                     assert target_service != name
                     assert target in spec.services[target_service].entities
+
+
+def test_the_example_at_the_top_of_the_docs_loads() -> None:
+    from microforge.spec import load_spec_text
+
+    docs = (ROOT / "docs" / "spec.md").read_text(encoding="utf-8")
+    first = docs.split("```yaml\n", 1)[1].split("```", 1)[0]
+    spec = load_spec_text(first, "docs/spec.md")
+    assert "catalog" in spec.services

@@ -26,7 +26,9 @@ SPECS = [
     Path(microforge.spec.__file__).parent / "starter.yaml",
     *sorted((ROOT / "examples").glob("*/*.yaml")),
 ]
-REGENERATE = "run `uv run python -m microforge.spec.schema` and commit schema/microforge.schema.json"
+REGENERATE = (
+    "run `uv run python -m microforge.spec.schema` and commit schema/microforge.schema.json"
+)
 
 # Keywords the validator below checks, and those that only annotate.
 CHECKED = {
@@ -162,7 +164,9 @@ def test_the_shipped_schema_is_current() -> None:
     assert SHIPPED.exists(), f"schema/microforge.schema.json is missing: {REGENERATE}"
     shipped = SHIPPED.read_text(encoding="utf-8")
     assert json.loads(shipped) == build_schema(), f"the schema is out of date: {REGENERATE}"
-    assert shipped == render_schema(), f"the schema file is not formatted as generated: {REGENERATE}"
+    assert shipped == render_schema(), (
+        f"the schema file is not formatted as generated: {REGENERATE}"
+    )
 
 
 def test_the_schema_describes_itself() -> None:
@@ -200,7 +204,10 @@ def test_shipped_specs_validate_against_the_schema(path: Path) -> None:
         ({"name": "shop", "services": {}}, "too few properties"),
         ({"name": "shop", "servics": {}, "services": {}}, "unexpected key 'servics'"),
         (
-            {"name": "shop", "services": {"c": {"entities": {"product": {"fields": {"a": "text"}}}}}},
+            {
+                "name": "shop",
+                "services": {"c": {"entities": {"product": {"fields": {"a": "text"}}}}},
+            },
             "does not match",
         ),
         (
@@ -237,3 +244,55 @@ def test_the_module_writes_to_a_given_path(tmp_path: Path) -> None:
 
     assert main([str(tmp_path / "s.json")]) == 0
     assert (tmp_path / "s.json").read_text(encoding="utf-8") == render_schema()
+
+
+# --- docs/spec.md ---------------------------------------------------------------------------
+
+DOCS = ROOT / "docs" / "spec.md"
+REGENERATE_DOCS = "run `uv run python -m microforge.spec.reference` and commit docs/spec.md"
+
+
+def test_the_docs_reference_matches_the_schema() -> None:
+    from microforge.spec.reference import generated_section, render_reference
+
+    section = generated_section(DOCS.read_text(encoding="utf-8"))
+    assert section == render_reference(build_schema()), f"docs/spec.md drifted: {REGENERATE_DOCS}"
+
+
+def test_the_docs_list_every_reserved_name() -> None:
+    from microforge.spec.validate import RESERVED_FIELDS, RESERVED_SERVICES, SUPPORTED_DRIVERS
+
+    text = DOCS.read_text(encoding="utf-8")
+    missing = {
+        n for n in RESERVED_FIELDS | RESERVED_SERVICES | SUPPORTED_DRIVERS if f"`{n}`" not in text
+    }
+    assert not missing, f"docs/spec.md does not mention: {sorted(missing)}"
+
+
+def test_the_docs_cover_every_field_type() -> None:
+    from microforge.spec.model import FIELD_TYPES
+
+    text = DOCS.read_text(encoding="utf-8")
+    assert all(f"| `{t}` |" in text for t in FIELD_TYPES)
+
+
+def test_the_reference_module_rewrites_only_its_section(tmp_path: Path) -> None:
+    from microforge.spec.reference import BEGIN, END, main, render_reference
+
+    doc = tmp_path / "spec.md"
+    doc.write_text(f"# Title\n\nprose\n\n{BEGIN}\nstale\n{END}\n\nafter\n", encoding="utf-8")
+    assert main([str(doc)]) == 0
+    text = doc.read_text(encoding="utf-8")
+    assert text.startswith("# Title\n\nprose\n\n")
+    assert text.endswith(f"{END}\n\nafter\n")
+    assert render_reference(build_schema()) in text
+    assert "stale" not in text
+
+
+def test_the_reference_needs_its_markers(tmp_path: Path) -> None:
+    from microforge.spec.reference import update_docs
+
+    doc = tmp_path / "spec.md"
+    doc.write_text("# no markers\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="markers"):
+        update_docs(doc)

@@ -6,6 +6,7 @@ Templates only format; every naming decision, type mapping and ordering happens 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -267,6 +268,22 @@ def _service(
     )
 
 
+def _propagate_untestable(plans: dict[str, EntityPlan]) -> None:
+    """A row whose required parent cannot be made in tests cannot be made either."""
+    changed = True
+    while changed:
+        changed = False
+        for plan in plans.values():
+            if plan.untestable:
+                continue
+            for column in plan.required_parents:
+                parent = plans.get(column.target_entity or "")
+                if parent is not None and parent.untestable and parent is not plan:
+                    plan.untestable = f"{column.name} (via {parent.name}: {parent.untestable})"
+                    changed = True
+                    break
+
+
 def _parents_first(entities: list[EntityPlan]) -> list[EntityPlan]:
     """Order entities so every foreign key points at an entity already created."""
     by_name = {e.name: e for e in entities}
@@ -388,7 +405,37 @@ def _column(spec: Spec, name: str, f: FieldSpec) -> ColumnPlan | None:
     )
     column.server_default = _server_default(f)
     column.test_value = _test_value(f, name)
+    if column.example is None and column.test_value is not None:
+        # The expression was built here from constants and `n`; evaluating it is safe.
+        column.example = eval(column.test_value, {"n": 1})
     return column
+
+
+# Shapes tried, in order, for values that must match a field's pattern and vary per call.
+_PATTERN_SHAPES = (
+    "item-{n}", "ITEM-{n}", "ITEM{n}", "item{n}", "{n}", "x{n:05d}", "X{n:05d}",
+    "ABC-{n:04d}", "AB{n:04d}", "+{n:010d}",
+)  # fmt: skip
+_FIXED_SHAPES = ("EUR", "US", "ABC", "abc", "item", "x", "X", "0")
+
+
+def _pattern_test_value(f: StringField, example: Any) -> str | None:
+    """A value expression matching the pattern (and length), varying with `n` when unique."""
+    assert f.pattern is not None
+    regex = re.compile(f.pattern)
+
+    def fits(text: str) -> bool:
+        low = f.min_length or 0
+        return low <= len(text) <= f.max_length and regex.fullmatch(text) is not None
+
+    for shape in _PATTERN_SHAPES:
+        if all(fits(shape.format(n=n)) for n in (1, 42, 987, 12345)):
+            return f"f{shape!r}"
+    if f.unique:
+        return None
+    if example is not None and isinstance(example, str) and fits(example):
+        return repr(example)
+    return next((repr(text) for text in _FIXED_SHAPES if fits(text)), None)
 
 
 def _server_default(f: FieldSpec) -> str | None:
@@ -396,7 +443,7 @@ def _server_default(f: FieldSpec) -> str | None:
     if value is None or isinstance(f, EnumListField) or f.type == "json":
         return None
     if isinstance(value, bool):
-        return "sa.true()" if value else "sa.false()"
+        return 'sa.text("true")' if value else 'sa.text("false")'  # valid on all three
     if isinstance(value, (int, float, Decimal)):
         return f"sa.text({str(value)!r})"
     if isinstance(value, str):
@@ -410,8 +457,7 @@ def _test_value(f: FieldSpec, name: str) -> str | None:
     example = getattr(f, "example", None)
     if isinstance(f, StringField):
         if f.pattern is not None:
-            # Only the spec's example is known to match; it cannot vary, so not for unique.
-            return repr(example) if example is not None and not f.unique else None
+            return _pattern_test_value(f, example)
         width = f.max_length
         code = f'f"{{n}} {name.replace("_", " ")}"[:{width}]'
         if f.min_length:

@@ -145,16 +145,16 @@ def _stage_migration(
     )
     tables_rel = f"{root}/{service.package}/generated/tables.py"
     new = load_metadata(staged.generated[tables_rel], tables_rel)
-    upgrade = diff_metadata(old, new)
-    if not upgrade.ops:
+    diff = diff_metadata(old, new)
+    if not diff.upgrade.ops:
         return
     number = len(existing) + 1
     revision = f"{number:04d}"
     down = f"{number - 1:04d}" if existing else None
-    lines = describe(upgrade)
+    lines = describe(diff.upgrade)
     message = "Initial schema" if not existing else "Apply spec changes"
     slug = "initial" if not existing else "spec_change"
-    up_code, down_code = render_ops(upgrade)
+    up_code, down_code = render_ops(diff)
     body = "\n".join(f"- {line}" for line in lines)
     staged.migrations[f"{root}/migrations/versions/{revision}_{slug}.py"] = (
         environment()

@@ -6,6 +6,7 @@ spec change always yields the same migration. Alembic renders the operations.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from alembic.autogenerate import render_python_code
@@ -43,24 +44,40 @@ def _signature(item: Any) -> tuple[Any, ...]:
     return (columns, getattr(item, "unique", None))
 
 
-def diff_metadata(old: MetaData, new: MetaData) -> ops.UpgradeOps:
+@dataclass
+class SchemaDiff:
+    """Upgrade and downgrade operations between two versions of the tables."""
+
+    upgrade: ops.UpgradeOps
+    downgrade: ops.UpgradeOps
+
+
+def _create(table: Table) -> list[Any]:
+    indexes = sorted(table.indexes, key=lambda i: str(i.name))
+    return [ops.CreateTableOp.from_table(table), *map(ops.CreateIndexOp.from_index, indexes)]
+
+
+def diff_metadata(old: MetaData, new: MetaData) -> SchemaDiff:
+    # Dropping a table takes its indexes along; dropping them first fails on MariaDB
+    # when a foreign key needs them, so table drops are a single operation.
     upgrade: list[Any] = []
+    downgrade: list[Any] = []
     for table in new.sorted_tables:
         if table.name not in old.tables:
-            upgrade.append(ops.CreateTableOp.from_table(table))
-            for index in sorted(table.indexes, key=lambda i: str(i.name)):
-                upgrade.append(ops.CreateIndexOp.from_index(index))
+            upgrade.extend(_create(table))
+            downgrade.insert(0, ops.DropTableOp.from_table(table))
     for table in new.sorted_tables:
         if table.name in old.tables:
             changes = _table_changes(old.tables[table.name], table)
             if changes:
-                upgrade.append(ops.ModifyTableOps(table.name, changes))
+                modify = ops.ModifyTableOps(table.name, changes)
+                upgrade.append(modify)
+                downgrade.insert(0, modify.reverse())
     for table in reversed(old.sorted_tables):
         if table.name not in new.tables:
-            for index in sorted(table.indexes, key=lambda i: str(i.name)):
-                upgrade.append(ops.DropIndexOp.from_index(index))
             upgrade.append(ops.DropTableOp.from_table(table))
-    return ops.UpgradeOps(ops=upgrade)
+            downgrade[:0] = _create(table)
+    return SchemaDiff(ops.UpgradeOps(ops=upgrade), ops.UpgradeOps(ops=downgrade))
 
 
 def _table_changes(old: Table, new: Table) -> list[Any]:
@@ -153,11 +170,10 @@ def _describe_change(change: Any) -> str:
     return type(change).__name__
 
 
-def render_ops(upgrade: ops.UpgradeOps) -> tuple[str, str]:
+def render_ops(diff: SchemaDiff) -> tuple[str, str]:
     """(upgrade body, downgrade body) as Python source, batch mode for SQLite."""
-    downgrade = upgrade.reverse()
-    return _clean(render_python_code(upgrade, render_as_batch=True)), _clean(
-        render_python_code(downgrade, render_as_batch=True)
+    return _clean(render_python_code(diff.upgrade, render_as_batch=True)), _clean(
+        render_python_code(diff.downgrade, render_as_batch=True)
     )
 
 

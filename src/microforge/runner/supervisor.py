@@ -91,7 +91,7 @@ class _Child:
         self.pump: threading.Thread | None = None
 
     def group_alive(self) -> bool:
-        """Is anything left in the child's process group (the child or its descendants)?"""
+        """Is anything left running in the child's process group (it or its descendants)?"""
         if self.proc.poll() is None:
             return True
         try:
@@ -100,11 +100,33 @@ class _Child:
             return False
         except PermissionError:  # a member we may not signal still exists
             return True
-        return True
+        return _has_running_member(self.proc.pid)
 
     def signal_group(self, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, sig)
+
+
+def _has_running_member(pgid: int) -> bool:
+    """False when every member left in group `pgid` is a zombie.
+
+    Dead grandchildren stay zombies until init reaps them, which some container inits
+    do slowly or never; waiting for them would always cost the whole grace period.
+    """
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True  # no way to tell: assume running
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # Fields after "(comm)": state, ppid, pgrp, ...
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 class Supervisor:

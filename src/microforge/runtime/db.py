@@ -43,6 +43,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
     cursor = dbapi_connection.cursor()
     # Foreign keys are off by default in SQLite; WAL lets readers run beside one writer.
     cursor.execute("PRAGMA foreign_keys=ON")
+    # LIKE ignores ASCII case by default; `contains`, `startswith` and `endswith` are
+    # case-sensitive as on PostgreSQL (ILIKE compiles to lower() LIKE lower(), unaffected).
+    cursor.execute("PRAGMA case_sensitive_like=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")

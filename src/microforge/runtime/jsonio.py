@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +15,9 @@ _OPTIONS = orjson.OPT_NON_STR_KEYS
 def _default(value: Any) -> Any:
     # Decimals travel as strings so no precision is lost (as Pydantic does in JSON mode).
     if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, uuid.UUID):
+        # asyncpg returns its own UUID subclass, which orjson does not take natively.
         return str(value)
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)

@@ -110,6 +110,27 @@ def integrity_problem(exc: IntegrityError) -> Problem:
     return Problem(409, "The change conflicts with existing data.", title="Conflict")
 
 
+# MySQL/MariaDB error numbers for a value its column cannot hold. asyncmy raises some of
+# them as OperationalError (1292 for a UUID MariaDB's UUID type refuses, 4025 for the
+# json_valid CHECK of a JSON column), not DataError.
+_MYSQL_VALUE_ERRORS = frozenset({1264, 1265, 1292, 1366, 1367, 1406, 1411, 3140, 4025})
+
+
+def is_unstorable_value(exc: DBAPIError) -> bool:
+    """Whether the database refused a value (too long, out of range, bad encoding...).
+
+    The asyncpg adapter wraps PostgreSQL's data exceptions in a plain DBAPIError, not
+    DataError, so a string too long for its column answered 500: SQLSTATE class 22
+    ("data exception") is what they share.
+    """
+    if isinstance(exc, DataError):
+        return True
+    if str(getattr(exc.orig, "sqlstate", "") or "").startswith("22"):
+        return True
+    args = getattr(exc.orig, "args", ())
+    return bool(args) and isinstance(args[0], int) and args[0] in _MYSQL_VALUE_ERRORS
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     async def on_problem(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Problem)
@@ -170,10 +191,16 @@ def install_problem_handlers(app: FastAPI) -> None:
             500, "The server failed to handle the request.", instance=request.url.path
         )
 
+    async def on_database(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, DBAPIError)
+        if is_unstorable_value(exc):
+            return await on_data(request, exc)
+        return await on_unexpected(request, exc)
+
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(IntegrityError, on_integrity)
     app.add_exception_handler(DataError, on_data)
-    app.add_exception_handler(DBAPIError, on_unexpected)
+    app.add_exception_handler(DBAPIError, on_database)
     app.add_exception_handler(Exception, on_unexpected)

@@ -12,23 +12,35 @@ import datetime as dt
 import difflib
 import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, and_, false, or_, true
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    LargeBinary,
+    and_,
+    cast,
+    false,
+    or_,
+    true,
+    type_coerce,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from .problems import Problem
-from .resource import Filterable, Resource
+from .resource import INT64, Filterable, Resource, integer_bounds
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 RESERVED = {"sort", "limit", "offset", "cursor", "q"}
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
-INT64 = (-(2**63), 2**63 - 1)
 
 
 @dataclass(frozen=True)
@@ -87,7 +99,10 @@ def parse_value(raw: str, python_type: type, parameter: str) -> Any:
             return number_f
         if python_type is dt.datetime:
             moment = dt.datetime.fromisoformat(raw)
-            return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+            # Normalise here: a moment near year 1 or 9999 with an offset cannot be
+            # expressed in UTC, and failing later in the bind answered 500.
+            moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+            return moment.astimezone(dt.UTC)
         if python_type is dt.date:
             return dt.date.fromisoformat(raw)
         if python_type is uuid.UUID:
@@ -100,6 +115,56 @@ def parse_value(raw: str, python_type: type, parameter: str) -> Any:
     raise bad_query(f"'{parameter}' cannot be compared.", parameter)
 
 
+def _column_value(target: Filterable, raw: str, parameter: str) -> Any:
+    """``raw`` parsed for the column, also within the range of its integer type."""
+    value = parse_value(raw, target.python_type, parameter)
+    bounds = integer_bounds(target.column.type)
+    if bounds is not None and not bounds[0] <= value <= bounds[1]:
+        # PostgreSQL refuses to compare an int4 column with a larger parameter, which
+        # surfaced as 500 before; no row can match anyway, so the value is simply wrong.
+        raise bad_query(
+            f"'{parameter}': {raw!r} is out of range ({bounds[0]} to {bounds[1]}).", parameter
+        )
+    return value
+
+
+class _OnMySQL(FunctionElement[bool]):
+    """Renders its first condition, or on MySQL/MariaDB its second one."""
+
+    type = Boolean()
+    inherit_cache = True
+    name = "on_mysql"
+
+
+@compiles(_OnMySQL)
+def _render_default(element: _OnMySQL, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"({compiler.process(element.clauses.clauses[0], **kw)})"
+
+
+@compiles(_OnMySQL, "mysql")
+@compiles(_OnMySQL, "mariadb")
+def _render_mysql(element: _OnMySQL, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"({compiler.process(element.clauses.clauses[1], **kw)})"
+
+
+def _exact_text(
+    column: ColumnElement[Any],
+    condition: Callable[[ColumnElement[Any]], ColumnElement[bool]],
+    *,
+    use_index: bool,
+) -> ColumnElement[bool]:
+    """``condition`` on a string column, comparing exactly on every database.
+
+    MariaDB's usual collations (utf8mb4_unicode_ci, ..._general_ci) ignore case, accents
+    and trailing spaces, so `name=alpha` also found 'Alpha' and `contains` (documented
+    case-sensitive) was not. There the column is compared as bytes; with ``use_index``
+    the collation test stays in front so an index on the column still narrows the rows.
+    """
+    plain = condition(column)
+    binary = condition(type_coerce(cast(column, LargeBinary), column.type))
+    return _OnMySQL(plain, and_(plain, binary) if use_index else binary)
+
+
 def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -109,10 +174,14 @@ def _condition(target: Filterable, op: str, raw: str, parameter: str) -> ColumnE
     if op == "isnull":
         flag = parse_value(raw, bool, parameter)
         return column.is_(None) if flag else column.is_not(None)
+    text_column = target.python_type is str
     if op == "in":
-        values = [parse_value(part, target.python_type, parameter) for part in raw.split(",")]
-        if len(values) > MAX_LIMIT:
+        parts = raw.split(",")
+        if len(parts) > MAX_LIMIT:
             raise bad_query(f"'{parameter}' lists more than {MAX_LIMIT} values.", parameter)
+        values = [_column_value(target, part, parameter) for part in parts]
+        if text_column:
+            return _exact_text(column, lambda c: c.in_(values), use_index=True)
         return column.in_(values)
     if op in {"contains", "icontains", "startswith", "endswith"}:
         text = _like_escape(parse_value(raw, str, parameter))
@@ -124,17 +193,29 @@ def _condition(target: Filterable, op: str, raw: str, parameter: str) -> ColumnE
         }[op]
         if op == "icontains":
             return column.ilike(pattern, escape="\\")
-        return column.like(pattern, escape="\\")
-    value = parse_value(raw, target.python_type, parameter)
-    comparisons: dict[str, ColumnElement[bool]] = {
-        "eq": column == value,
-        "ne": or_(column != value, column.is_(None)) if column.nullable else column != value,
-        "lt": column < value,
-        "lte": column <= value,
-        "gt": column > value,
-        "gte": column >= value,
+        return _exact_text(
+            column, lambda c: c.like(pattern, escape="\\"), use_index=op == "startswith"
+        )
+    value = _column_value(target, raw, parameter)
+    # Build only the requested comparison: SQLAlchemy refuses `<` and friends with
+    # True/False, so building them all eagerly made `active=true` answer 500.
+    if op == "eq":
+        if text_column:
+            return _exact_text(column, lambda c: c == value, use_index=True)
+        equal: ColumnElement[bool] = column == value
+        return equal
+    if op == "ne":
+        different: ColumnElement[bool] = column != value
+        if text_column:
+            different = _exact_text(column, lambda c: c != value, use_index=False)
+        return or_(different, column.is_(None)) if column.nullable else different
+    comparisons: dict[str, Callable[[Any], ColumnElement[bool]]] = {
+        "lt": column.__lt__,
+        "lte": column.__le__,
+        "gt": column.__gt__,
+        "gte": column.__ge__,
     }
-    return comparisons[op]
+    return comparisons[op](value)
 
 
 def _int_param(raw: str, name: str, low: int, high: int) -> int:
@@ -234,14 +315,18 @@ def decode_cursor(raw: str, sort: Sequence[SortKey], resource: Resource) -> list
     decoded: list[Any] = []
     for key, value in zip(sort, values, strict=True):
         if value is None:
+            if not key.nullable:  # only a hand-made cursor; SQL cannot order after NULL
+                raise bad_query(
+                    "The cursor is malformed; use next_cursor from a response.", "cursor"
+                )
             decoded.append(None)
             continue
-        python_type = resource.filters[key.name].python_type
+        target = resource.filters[key.name]
         raw_value = value if isinstance(value, str) else orjson.dumps(value).decode()
-        if python_type is bool:
+        if target.python_type is bool:
             decoded.append(bool(value))
         else:
-            decoded.append(parse_value(raw_value, python_type, "cursor"))
+            decoded.append(_column_value(target, raw_value, "cursor"))
     return decoded
 
 
@@ -267,7 +352,13 @@ def after_condition(sort: Sequence[SortKey], values: Sequence[Any], resource: Re
                 parts.append((true(), false()))
                 continue
             parts.append((column.is_not(None), column.is_(None)))
-        after = column < value if key.descending else column > value
+        if isinstance(value, bool):
+            # SQLAlchemy refuses `<` and `>` with True/False (the second page of
+            # `sort=active` answered 500); false < true, so spell out what follows.
+            follows = value is key.descending  # asc: after false; desc: after true
+            after: ColumnElement[bool] = column == (not value) if follows else false()
+        else:
+            after = column < value if key.descending else column > value
         parts.append((column == value, after))
     alternatives = []
     for i, (_, after) in enumerate(parts):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Select, bindparam, delete, func, insert, select, update
+from sqlalchemy import JSON, Select, bindparam, delete, func, insert, null, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .ids import uuid7
@@ -34,6 +34,7 @@ class Repository:
         )
         self._uuid_ids = resource.id_python_type is not int
         self._table = table
+        self._json_columns = frozenset(c.name for c in table.c if isinstance(c.type, JSON))
 
     # Reads -----------------------------------------------------------------------------
 
@@ -75,9 +76,14 @@ class Repository:
         async with self.engine.begin() as conn:
             return await self.insert(conn, data)
 
+    def _storable(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        # A JSON column stores Python None as the JSON text 'null', which is not SQL
+        # NULL: `field__isnull=true` missed such rows. Store SQL NULL instead.
+        return {k: null() if v is None and k in self._json_columns else v for k, v in data.items()}
+
     async def insert(self, conn: AsyncConnection, data: Mapping[str, Any]) -> Row:
         """Insert inside a caller's transaction (used by create and by seeding)."""
-        statement = insert(self._table).values(dict(data))
+        statement = insert(self._table).values(self._storable(data))
         if conn.dialect.insert_returning:
             row = (await conn.execute(statement.returning(*self.resource.read_columns))).mappings()
             return dict(row.one())
@@ -87,7 +93,7 @@ class Repository:
         return dict(fetched)
 
     async def update(self, id: Any, changes: Mapping[str, Any]) -> Row | None:
-        data = {**changes, "updated_at": utcnow()}
+        data = self._storable({**changes, "updated_at": utcnow()})
         statement = (
             update(self._table).where(self.resource.id_column == id, *self._live).values(data)
         )

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Column, Table
+from sqlalchemy import BigInteger, Column, Integer, SmallInteger, Table
 
 Converter = Callable[[str], Any]
 
@@ -87,3 +87,17 @@ def column_python_type(column: Column[Any]) -> type | None:
         return float
     known = (bool, int, Decimal, float, str, dt.datetime, dt.date, uuid.UUID)
     return python_type if python_type in known else None
+
+
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def integer_bounds(column_type: Any) -> tuple[int, int] | None:
+    """The values an integer column can hold, or None for other types."""
+    if isinstance(column_type, BigInteger):
+        return INT64
+    if isinstance(column_type, SmallInteger):
+        return (-(2**15), 2**15 - 1)
+    if isinstance(column_type, Integer):
+        return (-(2**31), 2**31 - 1)
+    return None

@@ -7,8 +7,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, AnyHttpUrl, TypeAdapter
 from sqlalchemy import DateTime
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 _URL = TypeAdapter(AnyHttpUrl)
 
@@ -22,6 +23,13 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
     @property
     def python_type(self) -> type[dt.datetime]:
         return dt.datetime
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        # MySQL/MariaDB's plain DATETIME keeps whole seconds: values did not round-trip
+        # and keyset cursors compared truncated values. Keep microseconds everywhere.
+        if dialect.name in {"mysql", "mariadb"}:
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(self.impl_instance)
 
     def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
         if value is None:

@@ -93,7 +93,17 @@ def _translate(errors: list[ErrorDetails], source: Source) -> list[SpecIssue]:
         if len(loc) > 6 and _is_field(loc[:6]) and loc[6] in FIELD_TYPES:
             loc = loc[:6] + loc[7:]
         issues.append(_issue(err, loc, source))
-    return issues
+    # `fileds:` is reported as unknown with "did you mean 'fields'": not also as missing.
+    suggested = {
+        (*i.path[:-1], match.group(1))
+        for i in issues
+        if (match := re.search(r"^unknown key .*; did you mean '([^']+)'\?$", i.message))
+    }
+    return [
+        i
+        for i in issues
+        if not (i.message.startswith("missing required key") and i.path in suggested)
+    ]
 
 
 def _issue(err: ErrorDetails, loc: Path, source: Source) -> SpecIssue:
@@ -106,10 +116,10 @@ def _issue(err: ErrorDetails, loc: Path, source: Source) -> SpecIssue:
         if _is_field(loc[:-1]):
             owners = sorted({t for t, m in FIELD_MODELS.items() if key in m.model_fields})
             if owners:
-                kind = _node(source.data, (*loc[:-1], "type"))
+                field_type = _node(source.data, (*loc[:-1], "type"))
                 return source.issue(
                     loc,
-                    f"unknown key '{key}' for a {kind} field (an option of: "
+                    f"unknown key '{key}' for a {field_type} field (an option of: "
                     f"{', '.join(owners)}; expected one of: {', '.join(allowed)})",
                     key=True,
                 )

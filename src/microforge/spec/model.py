@@ -149,7 +149,7 @@ class EnumField(_Column):
 
 
 class EnumListField(_Column):
-    """Any number of values out of a fixed list, stored as a JSON array."""
+    """Any number of values out of a fixed list, stored as a JSON array; not indexable."""
 
     type: Literal["enum_list"]
     values: list[str] = Field(
@@ -160,7 +160,7 @@ class EnumListField(_Column):
 
 
 class JsonField(_Column):
-    """Any JSON value (object, array, string, number, ...), stored as JSON."""
+    """Any JSON value (object, array, string, number, ...), stored as JSON; not indexable."""
 
     type: Literal["json"]
     sortable: bool = Field(False, description="Cannot be enabled: JSON values do not sort.")
@@ -176,7 +176,7 @@ class RelationField(_Strict):
     to: str = Field(description="Target entity in the same service (may be this entity).")
     cardinality: Literal["many_to_one", "one_to_one", "many_to_many"] = Field(
         "many_to_one",
-        description="many_to_one: a <field>_id column; one_to_one: a unique <field>_id "
+        description="many_to_one: a `<field>_id` column; one_to_one: a unique `<field>_id` "
         "column; many_to_many: a link table with link sub-routes.",
     )
     on_delete: OnDelete | None = Field(
@@ -186,9 +186,9 @@ class RelationField(_Strict):
         "Default: restrict when required, set_null when optional. Not for many_to_many.",
     )
     required: bool = Field(
-        True, description="<field>_id must be given on create (NOT NULL); to-one only."
+        True, description="`<field>_id` must be given on create (NOT NULL); to-one only."
     )
-    indexed: bool = Field(True, description="Add a database index on the <field>_id column.")
+    indexed: bool = Field(True, description="Add a database index on the `<field>_id` column.")
     sortable: bool = Field(True, description="Allow `sort=<field>_id` in list queries.")
     description: str | None = Field(None, description="Shown in the OpenAPI docs.")
 
@@ -280,8 +280,8 @@ class Entity(_Strict):
     )
     seed: list[dict[str, Any]] = Field(
         default_factory=list,
-        description="Rows loaded by `microforge seed`: values by field name, a to-one "
-        "relation as <field>_id.",
+        description="Rows loaded by `microforge seed`: values by field name; a to-one "
+        "relation as `<field>_id` or as `<field>: {lookup}` finding one row; `id` optional.",
     )
 
     @model_validator(mode="before")

@@ -15,6 +15,13 @@ _IRREGULAR = {
     "foot": "feet",
     "datum": "data",
     "index": "indices",
+    "shelf": "shelves",
+    "leaf": "leaves",
+    "half": "halves",
+    "wolf": "wolves",
+    "thief": "thieves",
+    "loaf": "loaves",
+    "calf": "calves",
 }
 _UNCOUNTABLE = {"equipment", "information", "news", "series", "species", "sheep", "fish", "data"}
 

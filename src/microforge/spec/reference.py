@@ -81,7 +81,7 @@ def _section(
 ) -> str:
     properties: dict[str, Any] = definition.get("properties", {})
     required = set(definition.get("required", []))
-    names = [n for n in properties if n != "type" or "const" not in properties[n]]
+    names = [n for n in properties if n != "type"]
     if names and names[0] in COMMON:  # field models: own options first
         names = [n for n in names if n not in COMMON] + [n for n in names if n in COMMON]
     rows = ["| Option | Type | Default | Description |", "| --- | --- | --- | --- |"]
@@ -110,7 +110,7 @@ def _type(prop: dict[str, Any], schema: dict[str, Any]) -> str:
         options = [o for o in prop.get("anyOf", prop.get("oneOf", [])) if o.get("type") != "null"]
         if not options:
             return "null"
-        return " or ".join(_type(o, schema) for o in options)
+        return " or ".join(o["title"] if "title" in o else _type(o, schema) for o in options)
     if "const" in prop:
         return f"`{json.dumps(prop['const'])}`"
     if "enum" in prop:
@@ -120,8 +120,9 @@ def _type(prop: dict[str, Any], schema: dict[str, Any]) -> str:
         return "any"
     if kind == "array":
         items = prop.get("items", {})
-        inner = _type(items, schema)
-        return f"list of {inner}" if items.get("type") != "array" else f"list of ({inner})"
+        if items.get("type") == "array":
+            return f"list of lists of {_type(items.get('items', {}), schema)}"
+        return f"list of {_type(items, schema)}"
     if kind == "object":
         values = prop.get("additionalProperties")
         if isinstance(values, dict):

@@ -87,6 +87,7 @@ SUPPORTED_DRIVERS = {"sqlite+aiosqlite", "postgresql+asyncpg", "mysql+asyncmy", 
 ENTITY_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
 INT32 = (-(2**31), 2**31 - 1)
+INT64 = (-(2**63), 2**63 - 1)
 # Field types stored as TEXT/JSON: no unique constraint or index (MariaDB cannot index them).
 UNINDEXABLE = (TextField, JsonField, EnumListField)
 
@@ -285,15 +286,14 @@ def _field_problems(field: FieldSpec, path: Path) -> list[tuple[Path, str]]:
         and field.min > field.max
     ):
         out.append(((*path, "min"), f"min ({field.min}) is above max ({field.max})"))
-    if isinstance(field, IntegerField) and field.type == "integer":
+    if isinstance(field, IntegerField):
+        low, high = INT32 if field.type == "integer" else INT64
+        bits, hint = ("32", "; use type: bigint") if field.type == "integer" else ("64", "")
         for option in ("min", "max"):
             bound = getattr(field, option)
-            if bound is not None and not INT32[0] <= bound <= INT32[1]:
+            if bound is not None and not low <= bound <= high:
                 out.append(
-                    (
-                        (*path, option),
-                        f"{option} ({bound}) does not fit a 32-bit integer; use type: bigint",
-                    )
+                    ((*path, option), f"{option} ({bound}) does not fit a {bits}-bit integer{hint}")
                 )
     if isinstance(field, DecimalField):
         if field.scale > field.precision:
@@ -366,7 +366,11 @@ def _check_value(field: FieldSpec, value: Any, path: Path, what: str, err: Err) 
     from microforge.generator.types import python_input_type  # late: generator uses spec
 
     try:
-        TypeAdapter(python_input_type(field)).validate_python(value)
+        adapter: TypeAdapter[Any] = TypeAdapter(python_input_type(field))
+    except SchemaError:
+        return  # an unusable pattern, reported on the field itself
+    try:
+        adapter.validate_python(value)
     except ValidationError as exc:
         reason = "; ".join(e["msg"] for e in exc.errors())
         if isinstance(value, bool) and field.type in ("string", "text", "enum", "email", "url"):
@@ -476,50 +480,103 @@ def _check_id(kind: str, value: Any, path: Path, what: str, err: Err) -> None:
 
 
 def _check_seed(spec: Spec, service: str, entity: Entity, epath: Path, err: Err) -> None:
-    """Seed rows hold field values by field name; to-one relations are given as <field>_id."""
+    """Seed rows as `microforge seed` loads them (see microforge.runtime.seed).
+
+    Values are given by field name; a to-one relation either as `<field>_id` or as
+    `<field>: {target field: value, ...}`, a lookup of exactly one existing target row; an
+    explicit `id` is allowed (rows of uuid entities otherwise get ids from their position).
+    """
     entities = spec.services[service].entities
-    keys: dict[str, str] = {}  # accepted row key -> field name
+    keys: dict[str, str] = {"id": "id"}  # accepted row key -> field name
     for name, field in entity.fields.items():
-        if isinstance(field, RelationField):
-            if field.cardinality != "many_to_many":
-                keys[f"{name}_id"] = name
-        else:
+        if isinstance(field, RelationField) and field.cardinality != "many_to_many":
+            keys[f"{name}_id"] = name
             keys[name] = name
+        elif not isinstance(field, RelationField):
+            keys[name] = name
+    ids: dict[str, int] = {}
     for i, row in enumerate(entity.seed):
         rpath: Path = (*epath, "seed", i)
+        given: dict[str, str] = {}  # field name -> the key that set it
         for key, value in row.items():
             kpath: Path = (*rpath, key)
             if key not in keys:
                 err(kpath, _unknown_seed_key(key, entity, list(keys)), key=True)
                 continue
-            field = entity.fields[keys[key]]
+            if key == "id":
+                _check_id(entity.id, value, kpath, "id", err)
+                if repr(value) in ids:
+                    err(kpath, f"id {value!r} is already used by seed row {ids[repr(value)]}")
+                ids.setdefault(repr(value), i)
+                continue
+            name = keys[key]
+            if name in given:
+                err(kpath, f"'{name}' is already given as '{given[name]}'", key=True)
+                continue
+            given[name] = key
+            field = entity.fields[name]
             if value is None:
                 if field.required:
                     err(kpath, f"'{key}' is required and cannot be null")
             elif isinstance(field, RelationField):
-                if field.to in entities:
-                    _check_id(entities[field.to].id, value, kpath, f"'{key}'", err)
+                target = entities.get(field.to)
+                if target is None:
+                    continue
+                if key == name:
+                    _check_lookup(target, field.to, value, kpath, err)
+                else:
+                    _check_id(target.id, value, kpath, f"'{key}'", err)
             elif isinstance(field, ReferenceField):
                 target_service, _, target_entity = field.to.partition(".")
-                target = spec.services.get(target_service)
-                if target is not None and target_entity in target.entities:
-                    _check_id(target.entities[target_entity].id, value, kpath, f"'{key}'", err)
+                other = spec.services.get(target_service)
+                if other is not None and target_entity in other.entities:
+                    _check_id(other.entities[target_entity].id, value, kpath, f"'{key}'", err)
             else:
                 _check_value(field, value, kpath, "value", err)
-        for key, name in keys.items():
-            field = entity.fields[name]
+        for name, field in entity.fields.items():
+            if isinstance(field, RelationField) and field.cardinality == "many_to_many":
+                continue
             has_default = getattr(field, "default", None) is not None
-            if field.required and not has_default and key not in row:
-                err(rpath, f"missing '{key}' (the field is required and has no default)")
+            if field.required and not has_default and name not in given:
+                what = (
+                    f"'{name}_id' or '{name}'" if isinstance(field, RelationField) else f"'{name}'"
+                )
+                err(rpath, f"missing {what} (the field is required and has no default)")
     _check_seed_unique(entity, epath, err)
+
+
+def _check_lookup(target: Entity, target_name: str, value: Any, path: Path, err: Err) -> None:
+    """`category: {slug: laptops}` must name columns of the target entity."""
+    columns = ["id"]
+    for name, field in target.fields.items():
+        column = column_name(name, field)
+        if column is not None:
+            columns.append(column)
+    if not isinstance(value, dict) or not value:
+        err(
+            path,
+            f"expected the id as '{path[-1]}_id', or a mapping of {target_name} fields that "
+            f"finds one row, e.g. {{{columns[-1]}: ...}}",
+        )
+        return
+    for key, item in value.items():
+        if key not in columns:
+            err(
+                (*path, key),
+                f"{target_name} has no field '{key}'{suggest(key, columns)} "
+                f"(fields: {', '.join(columns)})",
+                key=True,
+            )
+            continue
+        looked_up = target.fields.get(key)
+        if looked_up is not None and item is not None:
+            _check_value(looked_up, item, (*path, key), "value", err)
 
 
 def _unknown_seed_key(key: str, entity: Entity, accepted: list[str]) -> str:
     field = entity.fields.get(key)
     if isinstance(field, RelationField) and field.cardinality == "many_to_many":
         return f"'{key}' is many_to_many; seed rows cannot set links (add them through the API)"
-    if isinstance(field, RelationField):
-        return f"give the related row's id as '{key}_id'"
     if key in AUTOMATIC_FIELDS:
         return f"'{key}' is set automatically; leave it out of seed rows"
     return f"unknown field '{key}'{suggest(key, accepted)} (fields: {', '.join(accepted)})"
