@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import keyword
 import os
-import subprocess
-import sys
+import re
 import time
 from pathlib import Path
 from typing import Annotated
@@ -76,7 +76,12 @@ def init(
         raise _fail(f"{target} already exists; use --force to overwrite it.", 2)
     directory.mkdir(parents=True, exist_ok=True)
     starter = Path(__file__).resolve().parent.parent / "spec" / "starter.yaml"
-    target.write_text(starter.read_text(encoding="utf-8"), encoding="utf-8")
+    text = starter.read_text(encoding="utf-8")
+    # Name the project after its folder when that makes a valid project name.
+    name = re.sub(r"[^a-z0-9_]", "_", directory.resolve().name.lower()).strip("_")
+    if re.fullmatch(r"[a-z][a-z0-9_]*", name) and not keyword.iskeyword(name):
+        text = text.replace("\nname: library\n", f"\nname: {name}\n", 1)
+    target.write_text(text, encoding="utf-8")
     _say(f"Wrote {target}. Next: microforge up {target}", color="green")
 
 
@@ -127,25 +132,24 @@ def _service_env(project: Path) -> dict[str, str]:
 
 
 def _migrate(spec: Spec, project: Path) -> None:
+    from microforge.runner.project_tasks import TaskError, migrate
+
+    env = _task_env(project)
     for name in spec.services:
-        service_dir = project / "services" / name
+        service_dir = (project / "services" / name).resolve()
         _say(f"  migrating {name} ...")
-        result = subprocess.run(
-            [sys.executable, "-m", "alembic", "-c", "alembic.ini", "upgrade", "head"],
-            cwd=service_dir,
-            env=_service_env(project),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            # The last lines name the cause (e.g. the database is unreachable).
-            tail = (result.stdout + result.stderr).strip().splitlines()[-3:]
-            _say("\n".join(tail), err=True)
+        try:
+            migrate(service_dir, env)
+        except TaskError as exc:
+            _say(str(exc), err=True)
             raise _fail(
-                f"Migrating {name} failed; run `alembic upgrade head` in "
-                f"{service_dir} for the full trace."
-            )
+                f"Migrating {name} failed; run `alembic upgrade head` in {service_dir} "
+                "for the full trace."
+            ) from None
+
+
+def _task_env(project: Path) -> dict[str, str]:
+    return {"MICROFORGE_DATA_DIR": _service_env(project)["MICROFORGE_DATA_DIR"]}
 
 
 @app.command()
@@ -158,22 +162,21 @@ def migrate(spec: SpecArg, out: OutOpt = None) -> None:
 @app.command()
 def seed(spec: SpecArg, out: OutOpt = None) -> None:
     """Load the seed rows of the spec into every service's database (idempotent)."""
+    from microforge.runner.project_tasks import TaskError
+    from microforge.runner.project_tasks import seed as seed_service
+
     loaded, project = _generate(spec, out)
     _migrate(loaded, project)
     for name in loaded.services:
-        result = subprocess.run(
-            [sys.executable, "-m", f"{name}_service.generated.seed"],
-            cwd=project / "services" / name,
-            env=_service_env(project),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            _say(result.stdout + result.stderr, err=True)
-            raise _fail(f"Seeding {name} failed (see above).")
-        for line in result.stdout.splitlines():
-            _say(f"  {name}: {line}")
+        try:
+            counts = seed_service(
+                (project / "services" / name).resolve(), f"{name}_service", _task_env(project)
+            )
+        except TaskError as exc:
+            _say(str(exc), err=True)
+            raise _fail(f"Seeding {name} failed.") from None
+        for entity, count in counts.items():
+            _say(f"  {name}: {entity}: {count} new rows")
 
 
 @app.command()

@@ -31,6 +31,7 @@ import httpx
 
 TAIL_LINES = 40
 POLL_INTERVAL_S = 0.1
+DUPLICATE_SIGNAL_WINDOW_S = 0.5
 _COLORS = ("36", "33", "32", "35", "34", "96", "93", "92", "95", "94")
 _SYSTEM_COLOR = "1;37"
 # What signal.signal() returns; typeshed keeps its own alias private.
@@ -154,6 +155,7 @@ class Supervisor:
         self._wake = threading.Event()
         self._signal: int | None = None
         self._force = False
+        self._signal_at = 0.0
         self._started = False
         self._exit_code: int | None = None
         self._old_handlers: dict[int, _Handler] = {}
@@ -343,7 +345,8 @@ class Supervisor:
             time.sleep(0.05)
         for child in self._children:
             if child.group_alive():
-                self._say(f"{child.spec.name} did not stop within {grace:g}s; killing it")
+                why = "stopping at once" if self._force else f"did not stop within {grace:g}s"
+                self._say(f"{child.spec.name} {why}; killing it")
                 child.signal_group(signal.SIGKILL)
         for child in self._children:
             try:
@@ -380,8 +383,13 @@ class Supervisor:
             self._restore_signal_handlers()
             signal.raise_signal(signum)
             return
-        if self._signal is not None:
-            self._force = True  # a second Ctrl-C skips the grace period
+        now = time.monotonic()
+        # A second Ctrl-C skips the grace period. Under `uv run` (or any wrapper that
+        # forwards signals) one Ctrl-C arrives twice within milliseconds: not a second one.
+        if self._signal is not None and now - self._signal_at > DUPLICATE_SIGNAL_WINDOW_S:
+            self._force = True
+        if self._signal is None:
+            self._signal_at = now
         self._signal = signum
 
     # -- output -----------------------------------------------------------------------

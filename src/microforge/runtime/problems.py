@@ -96,7 +96,10 @@ def integrity_problem(exc: IntegrityError) -> Problem:
             type="urn:microforge:problem:unique-violation",
         )
     if code == "23503" or errno in {1451, 1452} or "foreign key" in text:
-        still_used = errno == 1451 or "still referenced" in text or "delete" in text
+        # SQLite only says "FOREIGN KEY constraint failed", for both sides: a failing
+        # DELETE means the row is still used (it was reported as a missing reference).
+        deleting = (exc.statement or "").lstrip().upper().startswith("DELETE")
+        still_used = errno == 1451 or "still referenced" in text or "delete" in text or deleting
         detail = (
             "The row is still referenced by other rows; remove or change them first."
             if still_used
@@ -127,7 +130,7 @@ def is_unstorable_value(exc: DBAPIError) -> bool:
         return True
     if str(getattr(exc.orig, "sqlstate", "") or "").startswith("22"):
         return True
-    args = getattr(exc.orig, "args", ())
+    args: tuple[Any, ...] = getattr(exc.orig, "args", ())
     return bool(args) and isinstance(args[0], int) and args[0] in _MYSQL_VALUE_ERRORS
 
 

@@ -6,6 +6,8 @@ compiled form, so a GET is one pooled connection, one prepared query and one JSO
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from .ids import uuid7
 from .problems import Problem
 from .query import ListQuery, after_condition, encode_cursor, order_by
-from .resource import Link, Resource
+from .resource import INT64, Link, Resource, integer_bounds
 from .types import utcnow
 
 Row = dict[str, Any]
@@ -35,10 +37,25 @@ class Repository:
         self._uuid_ids = resource.id_python_type is not int
         self._table = table
         self._json_columns = frozenset(c.name for c in table.c if isinstance(c.type, JSON))
+        self._integer_bounds = {
+            c.name: bounds for c in table.c if (bounds := integer_bounds(c.type)) is not None
+        }
+        self._id_bounds = integer_bounds(resource.id_column.type)
+
+    def _may_exist(self, id: Any) -> bool:
+        """False for an integer id outside the id column's range: no row has it.
+
+        Path ids are any int to FastAPI; binding 2**63 failed in SQLite's driver and
+        2**31 in asyncpg (int4), so GET /things/9223372036854775808 answered 500.
+        """
+        bounds = self._id_bounds
+        return bounds is None or not _is_integer(id) or bounds[0] <= id <= bounds[1]
 
     # Reads -----------------------------------------------------------------------------
 
     async def get(self, id: Any) -> Row | None:
+        if not self._may_exist(id):
+            return None
         async with self.engine.connect() as conn:
             row = (await conn.execute(self._get, {"id": id})).mappings().first()
         return dict(row) if row is not None else None
@@ -61,6 +78,8 @@ class Repository:
         return {"items": rows, "total": total, "next_cursor": next_cursor}
 
     async def exists(self, id: Any, conn: AsyncConnection | None = None) -> bool:
+        if not self._may_exist(id):
+            return False
         if conn is not None:
             return (await conn.execute(self._exists, {"id": id})).first() is not None
         async with self.engine.connect() as own:
@@ -77,9 +96,22 @@ class Repository:
             return await self.insert(conn, data)
 
     def _storable(self, data: Mapping[str, Any]) -> dict[str, Any]:
-        # A JSON column stores Python None as the JSON text 'null', which is not SQL
-        # NULL: `field__isnull=true` missed such rows. Store SQL NULL instead.
-        return {k: null() if v is None and k in self._json_columns else v for k, v in data.items()}
+        """``data`` ready for the database; 422 for a value one of them cannot store."""
+        stored: dict[str, Any] = {}
+        for name, value in data.items():
+            if value is None:
+                # A JSON column stores Python None as the JSON text 'null', which is not
+                # SQL NULL: `field__isnull=true` missed such rows. Store SQL NULL instead.
+                stored[name] = null() if name in self._json_columns else None
+                continue
+            if name in self._json_columns:
+                problem = _json_problem(value)
+            else:
+                problem = _scalar_problem(value, self._integer_bounds.get(name))
+            if problem is not None:
+                raise Problem(422, f"'{name}' {problem}.", title="Unstorable value", field=name)
+            stored[name] = value
+        return stored
 
     async def insert(self, conn: AsyncConnection, data: Mapping[str, Any]) -> Row:
         """Insert inside a caller's transaction (used by create and by seeding)."""
@@ -93,6 +125,8 @@ class Repository:
         return dict(fetched)
 
     async def update(self, id: Any, changes: Mapping[str, Any]) -> Row | None:
+        if not self._may_exist(id):
+            return None
         data = self._storable({**changes, "updated_at": utcnow()})
         statement = (
             update(self._table).where(self.resource.id_column == id, *self._live).values(data)
@@ -110,6 +144,8 @@ class Repository:
             return dict(fetched) if fetched is not None else None
 
     async def delete(self, id: Any) -> bool:
+        if not self._may_exist(id):
+            return False
         async with self.engine.begin() as conn:
             if self.resource.deleted_column is not None:
                 statement: Any = (
@@ -180,3 +216,59 @@ class Repository:
             raise Problem(404, f"No {self.resource.name} with id {id}.")
         if not await target.exists(target_id, conn):
             raise Problem(404, f"No {target.resource.name} with id {target_id}.")
+
+
+# Values some supported database (or the JSON encoder) cannot hold are refused up front,
+# the same on all of them. Before, PostgreSQL refused NUL characters with an error the
+# others did not raise, lone surrogates (JSON "\ud800"), integers too large for SQLite and
+# datetimes beyond year 9999 in UTC failed in the drivers, and NaN or huge integers in JSON
+# columns were refused by some databases or broke the response: all answered 500.
+_JSON_INTEGERS = (INT64[0], 2**64 - 1)  # what orjson can write back
+
+
+def _text_problem(text: str) -> str | None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode (it contains a lone surrogate)"
+    return None
+
+
+def _scalar_problem(value: Any, bounds: tuple[int, int] | None) -> str | None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "may not contain NUL characters"
+        return _text_problem(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "must be a finite number"
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        try:  # stored in UTC, which 9999-12-31T23:00-01:00 is beyond
+            value.astimezone(dt.UTC)
+        except OverflowError:
+            return "cannot be expressed in UTC"
+    if _is_integer(value) and bounds is not None and not bounds[0] <= value <= bounds[1]:
+        return f"is out of range ({bounds[0]} to {bounds[1]})"
+    return None
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _json_problem(document: Any) -> str | None:
+    pending = [document]  # a loop, not recursion: documents may nest deeply
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list | tuple):
+            pending.extend(value)
+        elif isinstance(value, str):
+            if (problem := _text_problem(value)) is not None:
+                return problem
+        elif isinstance(value, float) and not math.isfinite(value):
+            return "may not contain NaN or Infinity"
+        elif _is_integer(value) and not _JSON_INTEGERS[0] <= value <= _JSON_INTEGERS[1]:
+            return "may not contain integers wider than 64 bits"
+    return None
