@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.project import SHOP
 from typer.testing import CliRunner
 
 from microforge import __version__
 from microforge.cli.main import app
-from support.project import SHOP
 
 runner = CliRunner()
 
