@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from microforge.spec.errors import SpecError, SpecIssue
 from microforge.spec.model import (
     DecimalField,
     Entity,
@@ -194,9 +193,9 @@ class ProjectPlan:
     services: list[ServicePlan]
 
 
-def build_plan(spec: Spec, file: str = "<spec>") -> ProjectPlan:
+def build_plan(spec: Spec) -> ProjectPlan:
     services = [
-        _service(spec, name, svc.description, svc.database, svc.entities, file)
+        _service(spec, name, svc.description, svc.database, svc.entities)
         for name, svc in spec.services.items()
     ]
     return ProjectPlan(
@@ -213,27 +212,15 @@ def _service(
     description: str | None,
     database: str,
     entities: dict[str, Entity],
-    file: str,
 ) -> ServicePlan:
     plans = {ename: _entity(spec, ename, entity) for ename, entity in entities.items()}
-    issues: list[SpecIssue] = []
-    tables = {p.plural: p.name for p in plans.values()}
+    # Link tables that collide with entity tables were refused by spec validation.
     for ename, entity in entities.items():
         plan = plans[ename]
         for fname, fspec in entity.fields.items():
             if isinstance(fspec, RelationField) and fspec.cardinality == "many_to_many":
                 target = plans[fspec.to]
                 link_table = f"{plan.snake}_{fname}"
-                if link_table in tables:
-                    issues.append(
-                        SpecIssue(
-                            f"the link table '{link_table}' collides with the table of "
-                            f"entity '{tables[link_table]}'; rename the field",
-                            ("services", name, "entities", ename, "fields", fname),
-                            file,
-                        )
-                    )
-                tables[link_table] = f"{ename}.{fname}"
                 target_column = (
                     f"{target.snake}_id" if target.name != plan.name else f"{snake(fname)}_id"
                 )
@@ -248,8 +235,6 @@ def _service(
                         description=fspec.description or f"{target.name} rows linked to this one.",
                     )
                 )
-    if issues:
-        raise SpecError(issues)
     for plan in plans.values():
         missing = [
             c.name

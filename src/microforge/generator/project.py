@@ -46,7 +46,7 @@ class _Staged:
 
 
 def generate_project(spec: Spec, spec_path: Path, out: Path) -> GenerateReport:
-    plan = build_plan(spec, str(spec_path))
+    plan = build_plan(spec)
     staged = _render(plan, spec_path.read_text(encoding="utf-8"), SPEC_COPY)
     report = GenerateReport()
     with tempfile.TemporaryDirectory(prefix="microforge-") as tmp:
