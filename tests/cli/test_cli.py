@@ -82,3 +82,15 @@ def test_generate_reports_what_it_kept(tmp_path: Path) -> None:
     assert second.exit_code == 0, second.output
     assert "0 written" in second.output
     assert "of your files kept" in second.output
+
+
+def test_bad_database_urls_in_the_environment_are_refused_before_starting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CATALOG_DATABASE_URL", "postgres://db/catalog")
+    result = runner.invoke(app, ["migrate", str(SHOP), "-o", str(tmp_path / "shop")])
+    assert result.exit_code == 2
+    assert "CATALOG_DATABASE_URL: unsupported driver 'postgres'; use 'postgresql+asyncpg'" in (
+        result.output
+    )
+    assert not (tmp_path / "shop" / "data").exists()

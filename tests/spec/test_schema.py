@@ -260,7 +260,8 @@ def test_the_docs_reference_matches_the_schema() -> None:
 
 
 def test_the_docs_list_every_reserved_name() -> None:
-    from microforge.spec.validate import RESERVED_FIELDS, RESERVED_SERVICES, SUPPORTED_DRIVERS
+    from microforge.runtime.db import SUPPORTED_DRIVERS
+    from microforge.spec.validate import RESERVED_FIELDS, RESERVED_SERVICES
 
     text = DOCS.read_text(encoding="utf-8")
     missing = {

@@ -134,6 +134,11 @@ def _service_env(project: Path) -> dict[str, str]:
 def _migrate(spec: Spec, project: Path) -> None:
     from microforge.runner.project_tasks import TaskError, migrate
 
+    from .up import environment_problems
+
+    problems = environment_problems(spec, dict(os.environ))
+    if problems:
+        raise _fail("\n".join(["Fix these environment variables:", *problems]), 2)
     env = _task_env(project)
     for name in spec.services:
         service_dir = (project / "services" / name).resolve()
@@ -187,11 +192,14 @@ def up(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
 ) -> None:
     """Generate when needed, migrate, start every service and the gateway; Ctrl-C stops all."""
-    from .up import run_up
+    from .up import environment_problems, run_up
 
     if not 1 <= port <= 65535:
         raise _fail(f"--port must be between 1 and 65535, got {port}.", 2)
     loaded, project = _generate(spec, out)
+    problems = environment_problems(loaded, dict(os.environ))
+    if problems:
+        raise _fail("\n".join(["Fix these environment variables:", *problems]), 2)
     _migrate(loaded, project)
     raise typer.Exit(run_up(loaded, project, host, port, _service_env(project)))
 

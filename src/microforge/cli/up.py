@@ -9,6 +9,7 @@ import typer
 
 from microforge.runner.ports import free_port, port_is_free
 from microforge.runner.supervisor import Interrupted, ProcessSpec, ReadinessError, Supervisor
+from microforge.runtime.db import database_url_problem
 from microforge.spec import Spec
 
 READY_TIMEOUT_S = 60.0
@@ -63,6 +64,18 @@ def build_specs(
         )
     )
     return children, ports
+
+
+def environment_problems(spec: Spec, env: dict[str, str]) -> list[str]:
+    """Check database URLs set in the environment before any process starts."""
+    problems = []
+    for name in spec.services:
+        variable = f"{name.upper()}_DATABASE_URL"
+        value = env.get(variable)
+        problem = database_url_problem(value) if value is not None else None
+        if problem is not None:
+            problems.append(f"{variable}: {problem}")
+    return problems
 
 
 def run_up(spec: Spec, project: Path, host: str, port: int, env: dict[str, str]) -> int:

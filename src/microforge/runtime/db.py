@@ -7,8 +7,33 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
+
+SUPPORTED_DRIVERS = frozenset(
+    {"sqlite+aiosqlite", "postgresql+asyncpg", "mysql+asyncmy", "mariadb+asyncmy"}
+)
+
+
+def database_url_problem(url: str) -> str | None:
+    """Why a database URL cannot be used (None when it can), for spec and settings alike."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return (
+            f"expected a SQLAlchemy URL such as postgresql+asyncpg://user:pass@host/db, got {url!r}"
+        )
+    if parsed.drivername not in SUPPORTED_DRIVERS:
+        dialect = parsed.drivername.partition("+")[0].replace("postgres", "postgresql")
+        dialect = dialect.replace("postgresqlql", "postgresql")
+        same = sorted(d for d in SUPPORTED_DRIVERS if d.partition("+")[0] == dialect)
+        hint = f"; use '{same[0]}'" if same else ""
+        return (
+            f"unsupported driver '{parsed.drivername}'{hint} (supported: "
+            f"{', '.join(sorted(SUPPORTED_DRIVERS))})"
+        )
+    return None
 
 
 def sqlite_url(path: Path) -> str:

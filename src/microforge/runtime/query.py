@@ -22,9 +22,11 @@ from sqlalchemy import (
     Boolean,
     ColumnElement,
     LargeBinary,
+    Numeric,
     and_,
     cast,
     false,
+    literal,
     or_,
     true,
     type_coerce,
@@ -38,6 +40,8 @@ from .resource import INT64, Filterable, Resource, integer_bounds
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
+MAX_DECIMAL_DIGITS = 65  # before the point, for a NUMERIC without precision (MySQL's limit)
+MAX_DECIMAL_PLACES = 30  # after it (MySQL's limit)
 RESERVED = {"sort", "limit", "offset", "cursor", "q"}
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -116,7 +120,7 @@ def parse_value(raw: str, python_type: type, parameter: str) -> Any:
 
 
 def _column_value(target: Filterable, raw: str, parameter: str) -> Any:
-    """``raw`` parsed for the column, also within the range of its integer type."""
+    """``raw`` parsed for the column, also within the range the column can hold."""
     value = parse_value(raw, target.python_type, parameter)
     bounds = integer_bounds(target.column.type)
     if bounds is not None and not bounds[0] <= value <= bounds[1]:
@@ -125,6 +129,38 @@ def _column_value(target: Filterable, raw: str, parameter: str) -> Any:
         raise bad_query(
             f"'{parameter}': {raw!r} is out of range ({bounds[0]} to {bounds[1]}).", parameter
         )
+    if isinstance(value, Decimal):
+        _check_decimal(value, target.column.type, raw, parameter)
+    return value
+
+
+def _check_decimal(value: Decimal, column_type: Any, raw: str, parameter: str) -> None:
+    # Like integers: PostgreSQL failed on values beyond NUMERIC(p, s) (answering 422, or
+    # for `1E+1000000000` MariaDB's driver wrote a billion digits and lost the connection).
+    precision: int | None = getattr(column_type, "precision", None)
+    scale: int = getattr(column_type, "scale", None) or 0
+    digits = precision - scale if precision is not None else MAX_DECIMAL_DIGITS
+    if abs(value) >= Decimal(1).scaleb(digits):
+        largest = Decimal(1).scaleb(digits) - Decimal(1).scaleb(-scale)
+        raise bad_query(
+            f"'{parameter}': {raw!r} is out of range (-{largest} to {largest}).", parameter
+        )
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_DECIMAL_PLACES:
+        raise bad_query(
+            f"'{parameter}': {raw!r} has more than {MAX_DECIMAL_PLACES} decimal places.",
+            parameter,
+        )
+
+
+def _bindable(value: Any) -> Any:
+    """``value`` ready to compare with its column.
+
+    A decimal is bound as plain NUMERIC: with the column's type, asyncpg sends it as
+    `$1::NUMERIC(10, 2)`, which rounds it, so `price=12.301` matched 12.30.
+    """
+    if isinstance(value, Decimal):
+        return literal(value, Numeric())
     return value
 
 
@@ -182,7 +218,7 @@ def _condition(target: Filterable, op: str, raw: str, parameter: str) -> ColumnE
         values = [_column_value(target, part, parameter) for part in parts]
         if text_column:
             return _exact_text(column, lambda c: c.in_(values), use_index=True)
-        return column.in_(values)
+        return column.in_([_bindable(v) for v in values])
     if op in {"contains", "icontains", "startswith", "endswith"}:
         text = _like_escape(parse_value(raw, str, parameter))
         pattern = {
@@ -196,7 +232,7 @@ def _condition(target: Filterable, op: str, raw: str, parameter: str) -> ColumnE
         return _exact_text(
             column, lambda c: c.like(pattern, escape="\\"), use_index=op == "startswith"
         )
-    value = _column_value(target, raw, parameter)
+    value = _bindable(_column_value(target, raw, parameter))
     # Build only the requested comparison: SQLAlchemy refuses `<` and friends with
     # True/False, so building them all eagerly made `active=true` answer 500.
     if op == "eq":

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .db import sqlite_url
+from .db import database_url_problem, sqlite_url
 
 
 class ServiceSettings(BaseSettings):
@@ -15,7 +16,15 @@ class ServiceSettings(BaseSettings):
 
     database_url: str = ""
     echo_sql: bool = False
-    pool_size: int = 10
+    pool_size: int = Field(10, ge=1, le=1000)
+
+    @field_validator("database_url")
+    @classmethod
+    def _usable_url(cls, value: str) -> str:
+        problem = database_url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
 
 def data_dir(project_root: Path) -> Path:

@@ -11,8 +11,8 @@ from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter, ValidationError
 from pydantic_core import SchemaError
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+
+from microforge.runtime.db import database_url_problem
 
 from .errors import Path, SpecIssue, suggest
 from .model import (
@@ -83,7 +83,6 @@ RESERVED_SERVICES = {
     "static",
     "api",
 }
-SUPPORTED_DRIVERS = {"sqlite+aiosqlite", "postgresql+asyncpg", "mysql+asyncmy", "mariadb+asyncmy"}
 ENTITY_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
 INT32 = (-(2**31), 2**31 - 1)
@@ -217,24 +216,9 @@ def _check_entity_names(
 def _check_database(url: str, path: Path, err: Err) -> None:
     if url == "sqlite":
         return
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        err(
-            path,
-            "expected 'sqlite' or a SQLAlchemy URL such as "
-            f"postgresql+asyncpg://user:pass@host/db, got {url!r}",
-        )
-        return
-    if parsed.drivername not in SUPPORTED_DRIVERS:
-        dialect = parsed.drivername.partition("+")[0]
-        same = sorted(d for d in SUPPORTED_DRIVERS if d.partition("+")[0] == dialect)
-        hint = f"; use '{same[0]}'" if same else ""
-        err(
-            path,
-            f"unsupported driver '{parsed.drivername}'{hint} (supported: "
-            f"{', '.join(sorted(SUPPORTED_DRIVERS))})",
-        )
+    problem = database_url_problem(url)
+    if problem is not None:
+        err(path, problem.replace("expected a", "expected 'sqlite' or a", 1))
 
 
 def _check_field(
@@ -640,7 +624,6 @@ __all__ = [
     "AUTOMATIC_FIELDS",
     "RESERVED_FIELDS",
     "RESERVED_SERVICES",
-    "SUPPORTED_DRIVERS",
     "column_name",
     "validate_spec",
 ]
