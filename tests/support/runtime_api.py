@@ -50,8 +50,9 @@ def assert_problem(
     assert response.headers["content-type"].startswith(PROBLEM_JSON), response.headers
     body: dict[str, Any] = response.json()
     assert body["status"] == status, body
-    assert isinstance(body["title"], str) and body["title"], body
-    assert isinstance(body["detail"], str) and body["detail"], body
+    for member in ("title", "detail"):
+        assert isinstance(body[member], str), body
+        assert body[member], body
     if parameter is not None:
         assert body.get("parameter") == parameter, body
     return body

@@ -522,7 +522,7 @@ def _scalar_types(f: FieldSpec) -> tuple[str, str, dict[str, str]]:
         if f.max is not None:
             c["le"] = repr(f.max)
         c["allow_inf_nan"] = "False"
-        return "sa.Float()", "float", c
+        return "sa.Double()", "float", c  # Float is single precision on MariaDB
     if isinstance(f, EnumField):
         values = ", ".join(repr(v) for v in f.values)
         width = max((len(v) for v in f.values), default=1)

@@ -140,7 +140,7 @@ def _check_decimal(value: Decimal, column_type: Any, raw: str, parameter: str) -
     precision: int | None = getattr(column_type, "precision", None)
     scale: int = getattr(column_type, "scale", None) or 0
     digits = precision - scale if precision is not None else MAX_DECIMAL_DIGITS
-    if abs(value) >= Decimal(1).scaleb(digits):
+    if value.copy_abs() >= Decimal(1).scaleb(digits):  # copy_abs: no context, no Overflow
         largest = Decimal(1).scaleb(digits) - Decimal(1).scaleb(-scale)
         raise bad_query(
             f"'{parameter}': {raw!r} is out of range (-{largest} to {largest}).", parameter
@@ -170,6 +170,9 @@ class _OnMySQL(FunctionElement[bool]):
     type = Boolean()
     inherit_cache = True
     name = "on_mysql"
+    # A predicate, not a boolean value: without this, databases lacking a boolean type
+    # got `(name = ?) = 1`, which keeps them from using an index on the column.
+    _is_implicitly_boolean = True
 
 
 @compiles(_OnMySQL)

@@ -12,8 +12,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Table, func, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from .problems import Problem, integrity_problem, is_unstorable_value
 from .repository import Repository
 from .resource import Resource
 from .types import utcnow
@@ -54,11 +56,19 @@ async def load_seed(
                 except ValidationError as exc:
                     raise SeedError(f"seed row {name}[{index}]: {exc}") from None
                 if row_id is not None:
-                    if await repo.exists(row_id, conn):
+                    # Soft-deleted rows count too: `repo.exists` hides them, so seeding
+                    # again after deleting a seeded row re-inserted its id and failed.
+                    present = select(table.c.id).where(table.c.id == row_id)
+                    if (await conn.execute(present)).first() is not None:
                         continue
                     data["id"] = row_id
                 now = utcnow()
-                await repo.insert(conn, {**data, "created_at": now, "updated_at": now})
+                try:
+                    await repo.insert(conn, {**data, "created_at": now, "updated_at": now})
+                except (DBAPIError, Problem) as exc:
+                    # Said which row: a duplicate unique value or a missing reference
+                    # escaped as a bare driver error (the transaction is rolled back).
+                    raise SeedError(f"seed row {name}[{index}]: {_refusal(exc)}") from exc
                 added += 1
             counts[name] = added
     return counts
@@ -73,6 +83,8 @@ async def _resolve_lookups(
         if not isinstance(value, dict) or column_name not in table.c:
             continue
         target = next(iter(table.c[column_name].foreign_keys)).column.table
+        if not value:  # matched any single row before
+            raise SeedError(f"seed row {where}: give fields to find the {target.name} row by")
         unknown = [k for k in value if k not in target.c]
         if unknown:
             raise SeedError(f"seed row {where}: {target.name} has no field {unknown[0]!r}")
@@ -84,3 +96,13 @@ async def _resolve_lookups(
         del values[key]
         values[column_name] = found[0]
     return values
+
+
+def _refusal(exc: DBAPIError | Problem) -> str:
+    if isinstance(exc, Problem):
+        return exc.detail
+    if isinstance(exc, IntegrityError):
+        return integrity_problem(exc).detail
+    if is_unstorable_value(exc):
+        return f"the database cannot store a value ({exc.orig})"
+    return f"the database refused the row ({exc.orig})"
