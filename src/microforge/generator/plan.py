@@ -55,6 +55,7 @@ class ColumnPlan:
     target_entity: str | None = None
     example: Any = None
     server_default: str | None = None  # SQL default, so migrations can add NOT NULL columns
+    comment: str = ""  # the spec's own description, stored as the column comment
     test_value: str | None = None  # expression (may use `n`) for generated tests
 
     @property
@@ -327,6 +328,7 @@ def _target_id_kind(spec: Spec, service: str | None, entity: str) -> str:
 def _column(spec: Spec, name: str, f: FieldSpec) -> ColumnPlan | None:
     description = f.description or ""
     common: dict[str, Any] = {
+        "comment": description,
         "field_name": name,
         "kind": f.type,
         "required": f.required,

@@ -56,6 +56,20 @@ def fk_name(entity: EntityPlan, column: ColumnPlan) -> str:
     return constraint_name("fk", entity.plural, [column.name])
 
 
+def column_args(entity: EntityPlan, c: ColumnPlan) -> str:
+    """The arguments of one sa.Column(...) in tables.py."""
+    args = [pyrepr(c.name), c.sa_type]
+    if c.foreign_key:
+        fk = [pyrepr(c.foreign_key), f"name={pyrepr(fk_name(entity, c))}"]
+        args.append(f"sa.ForeignKey({', '.join([*fk, f'ondelete={pyrepr(c.on_delete)}'])})")
+    args.append(f"nullable={c.nullable}")
+    if c.server_default is not None:
+        args.append(f"server_default={c.server_default}")
+    if c.comment:
+        args.append(f"comment={pyrepr(c.comment)}")
+    return ", ".join(args)
+
+
 def field_annotation(c: ColumnPlan, mode: str) -> str:
     """The annotation and Field(...) of one column in a Create, Update or read model."""
     py_type = c.py_type
@@ -95,6 +109,7 @@ def environment() -> Environment:
     env.globals.update(
         constraint_name=constraint_name,
         fk_name=fk_name,
+        column_args=column_args,
         field_annotation=field_annotation,
         version=__version__,
     )
