@@ -51,6 +51,9 @@ HANDWRITTEN = BENCH / "handwritten"
 LUA = BENCH / "lua" / "scenario.lua"
 DEFAULT_OUTPUT = BENCH / "results" / "latest.md"
 
+# wrk's default 2s timeout drops slow answers from the latency figures (SQLite writers
+# queue on the database lock); with 10s they are measured, and a timeout is an error.
+WRK_TIMEOUT = 10
 APP_CORE = "0"
 WRK_CORE = "1"
 APPS = ("generated", "handwritten")
@@ -137,8 +140,8 @@ def parse_options(argv: Sequence[str]) -> Options:
     parser.add_argument(
         "--quiet-wait",
         type=int,
-        default=120,
-        help="seconds to wait for an idle core 0 before each run (120)",
+        default=60,
+        help="seconds to wait for an idle machine before each measured run (60)",
     )
     args = parser.parse_args(argv)
     for name in ("duration", "connections", "rounds", "products", "categories"):
@@ -323,6 +326,7 @@ class WrkResult:
     app_cpu: float = 0.0  # share of core 0 the app used during the run
     foreign_cpu: float = 0.0  # CPU used by other processes, in cores (both cores summed)
     core1_busy: float = 0.0  # share of core 1 busy (wrk, PostgreSQL when pinned there)
+    cpu_us_per_request: float = 0.0  # the app's CPU time per request: robust to contention
 
 
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
@@ -437,6 +441,7 @@ class CpuShares:
     app: float  # of core 0
     others: float  # of one core, both cores summed
     core1: float  # share of core 1 busy
+    app_seconds: float  # CPU time of the app
 
 
 class CpuWatch:
@@ -463,6 +468,7 @@ class CpuWatch:
             app=(after.app - before.app) / span,
             others=max(busy - (after.ours - before.ours), 0) / span,
             core1=(after.core1[0] - before.core1[0]) / max(after.core1[1] - before.core1[1], 1),
+            app_seconds=(after.app - before.app) / CLOCK_TICKS,
         )
 
     def wait_for_quiet(self, limit: float) -> None:
@@ -506,6 +512,7 @@ def run_wrk(
         f"-c{connections}",
         f"-d{seconds}s",
         "--latency",
+        f"--timeout={WRK_TIMEOUT}s",
         "-s",
         str(LUA),
         url,
@@ -518,8 +525,13 @@ def run_wrk(
     if not server.alive():
         raise BenchError(f"{server.app} died under load:\n{server.log_tail()}")
     shares = CpuWatch.shares(before, after)
+    parsed = parse_wrk(output)
     result = dataclasses.replace(
-        parse_wrk(output), app_cpu=shares.app, foreign_cpu=shares.others, core1_busy=shares.core1
+        parsed,
+        app_cpu=shares.app,
+        foreign_cpu=shares.others,
+        core1_busy=shares.core1,
+        cpu_us_per_request=shares.app_seconds * 1e6 / parsed.requests,
     )
     return result, output
 
@@ -854,6 +866,7 @@ def bench_database(
                         f"{label} round {round_number + 1}/{options.rounds} {scenario.key:<4} "
                         f"{app:<11} {result.requests_per_s:9.1f} req/s  "
                         f"p50 {result.p50_ms:.2f}ms  p99 {result.p99_ms:.2f}ms  "
+                        f"{result.cpu_us_per_request:.0f} CPU-µs/req, "
                         f"app {result.app_cpu:.0%} of core 0, others {result.foreign_cpu:.0%}, "
                         f"core 1 {result.core1_busy:.0%} busy"
                     )
@@ -961,18 +974,22 @@ def database_table(measured: Measured) -> tuple[list[str], list[str]]:
 
 def rounds_table(measured: Measured) -> list[str]:
     lines = [
-        "| scenario | app | req/s of each round | app's share of core 0 | others (cores) "
-        "| core 1 busy |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| scenario | app | req/s of each round | app CPU µs/request | app's share of core 0 "
+        "| others (cores) | core 1 busy |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for scenario in SCENARIOS:
         for app in APPS:
             runs = measured.rounds[(scenario.key, app)]
             values = ", ".join(f"{r.requests_per_s:,.0f}" for r in runs)
+            per_request = ", ".join(f"{r.cpu_us_per_request:,.0f}" for r in runs)
             app_cpu = ", ".join(f"{r.app_cpu:.0%}" for r in runs)
             others = ", ".join(f"{r.foreign_cpu:.2f}" for r in runs)
             core1 = ", ".join(f"{r.core1_busy:.0%}" for r in runs)
-            lines.append(f"| {scenario.key} | {app} | {values} | {app_cpu} | {others} | {core1} |")
+            lines.append(
+                f"| {scenario.key} | {app} | {values} | {per_request} | {app_cpu} | {others} "
+                f"| {core1} |"
+            )
     return lines
 
 
@@ -983,13 +1000,14 @@ def render(
     generate: tuple[list[float], str] | None,
     started: dt.datetime,
     loads: tuple[str, str],
+    source: str,
 ) -> str:
     titles = {"sqlite": "SQLite (one file per app, WAL)", "postgres": "PostgreSQL"}
     out = [
         "# microforge benchmark: generated service vs hand-written FastAPI + SQLAlchemy",
         "",
         f"- Command: `{options.command}`",
-        f"- Started: {started:%Y-%m-%d %H:%M} UTC; microforge source: {source_state()}",
+        f"- Started: {started:%Y-%m-%d %H:%M} UTC; microforge source: {source}",
         f"- Machine: {cpu_model()}, {os.cpu_count()} cores, "
         f"{platform.system()} {platform.release()}; load average {loads[0]} before, "
         f"{loads[1]} after",
@@ -1002,8 +1020,8 @@ def render(
         f"(SQLite {sqlite3.sqlite_version})"
         + (f"; PostgreSQL server {pg_version}" if pg_version else ""),
         f"- wrk {wrk_version()}: `taskset -c {WRK_CORE} wrk -t1 -c{options.connections} "
-        f"-d{options.duration}s --latency`; apps: `taskset -c {APP_CORE} uvicorn "
-        f"{' '.join(UVICORN_OPTIONS)}`",
+        f"-d{options.duration}s --latency --timeout={WRK_TIMEOUT}s`; "
+        f"apps: `taskset -c {APP_CORE} uvicorn {' '.join(UVICORN_OPTIONS)}`",
         f"- Data: {options.products:,} products over {options.categories} categories per app "
         f"and database; {options.warmup}s warm-up per app and scenario; "
         f"{options.rounds} round(s), apps alternating; medians shown",
@@ -1051,6 +1069,7 @@ def check_machine() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(sys.argv[1:] if argv is None else argv)
     started = dt.datetime.now(dt.UTC)
+    source = source_state()  # the apps load the tree as it is now
     load_before = load_average()
     try:
         check_machine()
@@ -1094,7 +1113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 options.postgres_pid,
             )
         report = render(
-            options, results, pg_version, generate, started, (load_before, load_average())
+            options, results, pg_version, generate, started, (load_before, load_average()), source
         )
     except BenchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
