@@ -26,6 +26,9 @@ Row = dict[str, Any]
 class Repository:
     def __init__(self, engine: AsyncEngine, resource: Resource) -> None:
         self.engine = engine
+        # Reads run without BEGIN/ROLLBACK: two round trips fewer per GET. Each statement
+        # then sees committed data as of its start, as under READ COMMITTED.
+        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.resource = resource
         table = resource.table
         self._live = [] if resource.deleted_column is None else [resource.deleted_column.is_(None)]
@@ -41,6 +44,7 @@ class Repository:
             c.name: bounds for c in table.c if (bounds := integer_bounds(c.type)) is not None
         }
         self._id_bounds = integer_bounds(resource.id_column.type)
+        self._driver_get = _driver_sql(engine, self._get)
 
     def _may_exist(self, id: Any) -> bool:
         """False for an integer id outside the id column's range: no row has it.
@@ -56,7 +60,15 @@ class Repository:
     async def get(self, id: Any) -> Row | None:
         if not self._may_exist(id):
             return None
-        async with self.engine.connect() as conn:
+        async with self._reader.connect() as conn:
+            if self._driver_get is not None:
+                # asyncpg returns the same Python values SQLAlchemy would (the dialect
+                # installs its JSON codecs on every connection); skipping the execution
+                # layer halves the CPU of a GET. The contract tests hold both paths equal.
+                driver = (await conn.get_raw_connection()).driver_connection
+                assert driver is not None
+                record = await driver.fetchrow(self._driver_get, id)
+                return dict(record) if record is not None else None
             row = (await conn.execute(self._get, {"id": id})).mappings().first()
         return dict(row) if row is not None else None
 
@@ -68,7 +80,7 @@ class Repository:
         elif query.offset:
             page = page.offset(query.offset)
         count = select(func.count()).select_from(self._table).where(*self._live, *query.conditions)
-        async with self.engine.connect() as conn:
+        async with self._reader.connect() as conn:
             rows = [dict(r) for r in (await conn.execute(page)).mappings()]
             total = (await conn.execute(count)).scalar_one()
         next_cursor = None
@@ -82,7 +94,7 @@ class Repository:
             return False
         if conn is not None:
             return (await conn.execute(self._exists, {"id": id})).first() is not None
-        async with self.engine.connect() as own:
+        async with self._reader.connect() as own:
             return (await own.execute(self._exists, {"id": id})).first() is not None
 
     # Writes ----------------------------------------------------------------------------
@@ -272,3 +284,13 @@ def _json_problem(document: Any) -> str | None:
         elif _is_integer(value) and not _JSON_INTEGERS[0] <= value <= _JSON_INTEGERS[1]:
             return "may not contain integers wider than 64 bits"
     return None
+
+
+def _driver_sql(engine: AsyncEngine, statement: Select[Any]) -> str | None:
+    """The statement as asyncpg SQL ($1 = the id), or None for other drivers."""
+    if engine.dialect.driver != "asyncpg":
+        return None
+    compiled = statement.compile(dialect=engine.dialect)
+    if list(compiled.positiontup or ()) != ["id"]:
+        return None
+    return compiled.string
