@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import JSON, Select, bindparam, delete, func, insert, null, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from .db import ServiceEngine
 from .ids import uuid7
 from .problems import Problem
 from .query import ListQuery, after_condition, encode_cursor, order_by
@@ -60,15 +61,14 @@ class Repository:
     async def get(self, id: Any) -> Row | None:
         if not self._may_exist(id):
             return None
-        async with self._reader.connect() as conn:
-            if self._driver_get is not None:
-                # asyncpg returns the same Python values SQLAlchemy would (the dialect
-                # installs its JSON codecs on every connection); skipping the execution
-                # layer halves the CPU of a GET. The contract tests hold both paths equal.
-                driver = (await conn.get_raw_connection()).driver_connection
-                assert driver is not None
-                record = await driver.fetchrow(self._driver_get, id)
+        if self._driver_get is not None and isinstance(self.engine, ServiceEngine):
+            pool = await self.engine.driver_pool()
+            if pool is not None:
+                # asyncpg returns the values SQLAlchemy would (same JSON codecs); the
+                # contract tests run both paths on PostgreSQL and hold them equal.
+                record = await pool.fetchrow(self._driver_get, id)
                 return dict(record) if record is not None else None
+        async with self._reader.connect() as conn:
             row = (await conn.execute(self._get, {"id": id})).mappings().first()
         return dict(row) if row is not None else None
 
