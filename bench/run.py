@@ -2,8 +2,10 @@
 
 Normally started by `bench/run`, which installs wrk, syncs the environment and starts a
 throwaway PostgreSQL. Each database (a SQLite file, PostgreSQL) gets the same 10,000
-products for each app; both apps run side by side under uvicorn pinned to core 0, and wrk,
-pinned to core 1, measures them alternately, scenario by scenario. See docs/benchmarks.md.
+products for each app; the apps run side by side under uvicorn pinned to core 0, and wrk,
+pinned to core 1, measures them alternately, scenario by scenario. On PostgreSQL a third
+app runs beside them: the ceiling, Starlette on raw asyncpg (bench/ceiling/app.py), the
+fastest the same API goes in plain Python. See docs/benchmarks.md.
 
     python bench/run.py --postgres-url postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
     python bench/run.py --only sqlite --duration 3 --rounds 1     # a quick look
@@ -48,6 +50,7 @@ ROOT = BENCH.parent
 CATALOG_SPEC = BENCH / "specs" / "catalog.yaml"
 LARGE_SPEC_SCRIPT = BENCH / "specs" / "make_large_spec.py"
 HANDWRITTEN = BENCH / "handwritten"
+CEILING = BENCH / "ceiling"
 LUA = BENCH / "lua" / "scenario.lua"
 DEFAULT_OUTPUT = BENCH / "results" / "latest.md"
 
@@ -56,7 +59,8 @@ DEFAULT_OUTPUT = BENCH / "results" / "latest.md"
 WRK_TIMEOUT = 10
 APP_CORE = "0"
 WRK_CORE = "1"
-APPS = ("generated", "handwritten")
+APPS = ("generated", "handwritten")  # on every database
+CEILING_APP = "ceiling"  # PostgreSQL only: Starlette + raw asyncpg
 LIST_PATH = "/products?status=active&price__lt=50&sort=-price&limit=20"
 UVICORN_OPTIONS = (
     "--workers",
@@ -407,7 +411,12 @@ def process_ticks(pid: int) -> int:
 
 
 def tree_ticks(root: int) -> int:
-    """CPU ticks of a process and all its descendants (the PostgreSQL server)."""
+    """CPU ticks of a process and all its descendants (the PostgreSQL server).
+
+    Counts the reaped children's time too (cutime, cstime): a PostgreSQL backend that
+    exits, as when a pool closes an overflow connection, leaves /proc, and its CPU time
+    would otherwise be counted as "others".
+    """
     children: dict[int, list[int]] = {}
     ticks: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
@@ -419,7 +428,7 @@ def tree_ticks(root: int) -> int:
             continue
         pid = int(entry.name)
         children.setdefault(int(fields[1]), []).append(pid)
-        ticks[pid] = int(fields[11]) + int(fields[12])
+        ticks[pid] = sum(int(value) for value in fields[11:15])  # u/s time, own and reaped
     total, todo = 0, [root]
     while todo:
         pid = todo.pop()
@@ -706,7 +715,7 @@ async def postgres_version(admin_url: str) -> str:
     return str(version)
 
 
-# --- the two apps ---------------------------------------------------------------------
+# --- the apps -------------------------------------------------------------------------
 
 
 @dataclass
@@ -718,7 +727,8 @@ class AppSetup:
 
 
 def app_setups(database_urls: dict[str, str], generated_service: Path) -> dict[str, AppSetup]:
-    return {
+    """generated and handwritten, and the ceiling if `database_urls` (SQLAlchemy URLs) has it."""
+    setups = {
         "generated": AppSetup(
             "generated",
             "catalog_service.main:app",
@@ -732,20 +742,36 @@ def app_setups(database_urls: dict[str, str], generated_service: Path) -> dict[s
             base_env(PYTHONPATH=".", DATABASE_URL=database_urls["handwritten"]),
         ),
     }
+    if CEILING_APP in database_urls:
+        # asyncpg takes a plain libpq URL, not SQLAlchemy's postgresql+asyncpg one.
+        dsn = make_url(database_urls[CEILING_APP]).set(drivername="postgresql")
+        setups[CEILING_APP] = AppSetup(
+            CEILING_APP,
+            "app:app",
+            CEILING,
+            base_env(PYTHONPATH=".", DATABASE_URL=dsn.render_as_string(hide_password=False)),
+        )
+    return setups
 
 
 def create_schema(setup: AppSetup) -> None:
     if setup.app == "generated":
         command = [sys.executable, "-m", "alembic", "-c", "alembic.ini", "upgrade", "head"]
     else:
-        command = [sys.executable, "app.py"]  # Base.metadata.create_all
+        # handwritten: Base.metadata.create_all; ceiling: its CREATE TABLE statements
+        command = [sys.executable, "app.py"]
     run_checked(command, cwd=setup.cwd, env=setup.env)
 
 
 def check_answers(servers: dict[str, Server], seed: SeedData, tag: str) -> None:
-    """Both apps answer each scenario successfully and with the same data."""
+    """Every app answers each scenario successfully and with the same data.
+
+    The ceiling must answer with the generated service's JSON: the same GET-one body,
+    and list pages with the same keys and items.
+    """
     product = seed.products[len(seed.products) // 2]
     answers: dict[str, dict[str, Any]] = {}
+    bodies: dict[str, tuple[Any, Any]] = {}
     for app, server in servers.items():
         with httpx.Client(base_url=server.url, timeout=10) as client:
             one = client.get(f"/products/{product['id']}")
@@ -779,6 +805,7 @@ def check_answers(servers: dict[str, Server], seed: SeedData, tag: str) -> None:
         if created.json()["name"] != body["name"] or created.json()["status"] != "draft":
             raise BenchError(f"{app}: POST returned {created.json()}")
         listed = page.json()
+        bodies[app] = (got, listed)
         answers[app] = {
             "ids": [item["id"] for item in listed["items"]],
             "prices": [Decimal(item["price"]) for item in listed["items"]],
@@ -796,6 +823,17 @@ def check_answers(servers: dict[str, Server], seed: SeedData, tag: str) -> None:
             raise BenchError(f"{app}: list not sorted by -price: {answer['prices']}")
     if len({tuple(a["ids"]) for a in answers.values()}) != 1:
         raise BenchError(f"the apps list different products: {answers}")
+    if CEILING_APP in bodies and "generated" in bodies:
+        (ceiling_one, ceiling_page), (generated_one, generated_page) = (
+            bodies[CEILING_APP],
+            bodies["generated"],
+        )
+        if ceiling_one != generated_one:
+            raise BenchError(f"GET one: ceiling {ceiling_one} != generated {generated_one}")
+        if set(ceiling_page) != set(generated_page) or (
+            ceiling_page["items"] != generated_page["items"]
+        ):
+            raise BenchError(f"list: ceiling {ceiling_page} != generated {generated_page}")
 
 
 # --- one database ---------------------------------------------------------------------
@@ -803,10 +841,17 @@ def check_answers(servers: dict[str, Server], seed: SeedData, tag: str) -> None:
 
 @dataclass
 class Measured:
+    apps: tuple[str, ...] = APPS
     rounds: dict[tuple[str, str], list[WrkResult]] = field(default_factory=dict)
 
     def add(self, scenario: str, app: str, result: WrkResult) -> None:
         self.rounds.setdefault((scenario, app), []).append(result)
+
+
+def round_order(apps: tuple[str, ...], round_number: int) -> tuple[str, ...]:
+    """The apps rotated by one each round, so none always runs on a warmer machine."""
+    shift = round_number % len(apps)
+    return apps[shift:] + apps[:shift]
 
 
 @contextmanager
@@ -833,18 +878,19 @@ def bench_database(
     postgres_pid: int | None,
 ) -> Measured:
     setups = app_setups(database_urls, generated_service)
+    apps = tuple(setups)
     for app, setup in setups.items():
         log(f"{label}: {app}: schema, then {len(seed.products)} products by direct inserts")
         create_schema(setup)
         asyncio.run(insert_seed(database_urls[app], seed))
-    measured = Measured()
+    measured = Measured(apps)
     with running(setups, work, label) as servers:
         check_answers(servers, seed, label)
         watch = CpuWatch([s.process.pid for s in servers.values()], postgres_pid)
         if options.warmup:
             log(f"{label}: warm-up, {options.warmup}s per app and scenario")
             for scenario in SCENARIOS:
-                for app in APPS:
+                for app in apps:
                     run_wrk(
                         servers[app],
                         scenario,
@@ -855,8 +901,8 @@ def bench_database(
                         watch,
                     )
         for round_number in range(options.rounds):
-            # Alternate which app goes first so neither always runs on a warmer machine.
-            order = APPS if round_number % 2 == 0 else APPS[::-1]
+            # Rotate which app goes first so none always runs on a warmer machine.
+            order = round_order(apps, round_number)
             for scenario in SCENARIOS:
                 for app in order:
                     tag = f"{label}-r{round_number}-{app}"
@@ -951,10 +997,17 @@ def _ms(value: float) -> str:
 
 
 def database_table(measured: Measured) -> tuple[list[str], list[str]]:
+    """The medians: generated vs handwritten (ratio), and vs the ceiling where it ran."""
+    ceiling = CEILING_APP in measured.apps
     lines = [
         "| scenario | generated req/s | handwritten req/s | ratio "
-        "| generated p50/p99 (ms) | handwritten p50/p99 (ms) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        + ("| ceiling req/s | generated/ceiling " if ceiling else "")
+        + "| generated p50/p99 (ms) | handwritten p50/p99 (ms) "
+        + ("| ceiling p50/p99 (ms) |" if ceiling else "|"),
+        "| --- | ---: | ---: | ---: "
+        + ("| ---: | ---: " if ceiling else "")
+        + "| ---: | ---: |"
+        + (" ---: |" if ceiling else ""),
     ]
     below: list[str] = []
     for scenario in SCENARIOS:
@@ -963,13 +1016,36 @@ def database_table(measured: Measured) -> tuple[list[str], list[str]]:
         ratio = generated.requests_per_s / handwritten.requests_per_s
         if ratio < 0.9:
             below.append(f"{scenario.title} ({ratio:.2f}x)")
-        lines.append(
+        row = (
             f"| {scenario.title} | {generated.requests_per_s:,.0f} "
             f"| {handwritten.requests_per_s:,.0f} | {ratio:.2f}x "
+        )
+        latencies = (
             f"| {_ms(generated.p50_ms)} / {_ms(generated.p99_ms)} "
             f"| {_ms(handwritten.p50_ms)} / {_ms(handwritten.p99_ms)} |"
         )
+        if ceiling:
+            top = _median_result(measured.rounds[(scenario.key, CEILING_APP)])
+            row += (
+                f"| {top.requests_per_s:,.0f} "
+                f"| {generated.requests_per_s / top.requests_per_s:.2f}x "
+            )
+            latencies += f" {_ms(top.p50_ms)} / {_ms(top.p99_ms)} |"
+        lines.append(row + latencies)
     return lines, below
+
+
+def cpu_summary(measured: Measured) -> str:
+    """Median app CPU µs per request, per scenario and app: the figure least disturbed."""
+    parts = []
+    for scenario in SCENARIOS:
+        figures = ", ".join(
+            f"{app} {statistics.median(r.cpu_us_per_request for r in runs):,.0f}"
+            for app in measured.apps
+            if (runs := measured.rounds[(scenario.key, app)])
+        )
+        parts.append(f"{scenario.key}: {figures}")
+    return "Median app CPU µs per request: " + "; ".join(parts) + "."
 
 
 def rounds_table(measured: Measured) -> list[str]:
@@ -979,7 +1055,7 @@ def rounds_table(measured: Measured) -> list[str]:
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for scenario in SCENARIOS:
-        for app in APPS:
+        for app in measured.apps:
             runs = measured.rounds[(scenario.key, app)]
             values = ", ".join(f"{r.requests_per_s:,.0f}" for r in runs)
             per_request = ", ".join(f"{r.cpu_us_per_request:,.0f}" for r in runs)
@@ -1004,7 +1080,8 @@ def render(
 ) -> str:
     titles = {"sqlite": "SQLite (one file per app, WAL)", "postgres": "PostgreSQL"}
     out = [
-        "# microforge benchmark: generated service vs hand-written FastAPI + SQLAlchemy",
+        "# microforge benchmark: generated service vs hand-written FastAPI + SQLAlchemy "
+        "(and a Starlette + asyncpg ceiling on PostgreSQL)",
         "",
         f"- Command: `{options.command}`",
         f"- Started: {started:%Y-%m-%d %H:%M} UTC; microforge source: {source}",
@@ -1024,7 +1101,7 @@ def render(
         f"apps: `taskset -c {APP_CORE} uvicorn {' '.join(UVICORN_OPTIONS)}`",
         f"- Data: {options.products:,} products over {options.categories} categories per app "
         f"and database; {options.warmup}s warm-up per app and scenario; "
-        f"{options.rounds} round(s), apps alternating; medians shown",
+        f"{options.rounds} round(s), the app going first rotating; medians shown",
         f"- List URL: `{LIST_PATH}`",
         "",
     ]
@@ -1032,7 +1109,20 @@ def render(
     for database, measured in results.items():
         table, below = database_table(measured)
         all_below.extend(f"{titles[database]}: {row}" for row in below)
-        out += [f"## {titles[database]}", "", *table, "", *rounds_table(measured), ""]
+        out += [f"## {titles[database]}", "", *table, ""]
+        if CEILING_APP in measured.apps:
+            out += [
+                "ceiling: `bench/ceiling/app.py`, Starlette on raw asyncpg (prepared, cached "
+                "statements; orjson), same tables, data and JSON; ratio = generated/handwritten.",
+                "",
+            ]
+        else:
+            out += [
+                "No ceiling on this database: `bench/ceiling/app.py` (Starlette + raw asyncpg) "
+                "runs on PostgreSQL only.",
+                "",
+            ]
+        out += [*rounds_table(measured), "", cpu_summary(measured), ""]
     if results:
         out.append("Target: generated at 0.9x of hand-written or better on every row. ")
         if all_below:
@@ -1100,7 +1190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             pg_version = asyncio.run(postgres_version(options.postgres_url))
             urls = {
                 app: asyncio.run(create_postgres_database(options.postgres_url, f"bench_{app}"))
-                for app in APPS
+                for app in (*APPS, CEILING_APP)
             }
             results["postgres"] = bench_database(
                 "postgres",
