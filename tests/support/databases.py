@@ -13,6 +13,7 @@ import os
 import re
 import socket
 import uuid
+from collections.abc import AsyncIterator
 from typing import Final
 
 from sqlalchemy import URL, make_url, text
@@ -54,57 +55,53 @@ def database_url(admin_url: str, name: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
-async def create_database(admin_url: str, name: str) -> str:
-    """Create the empty database ``name`` and return an async URL for it."""
-    _check_name(name)
-    backend = _backend(admin_url)
+@contextlib.asynccontextmanager
+async def _admin_connection(admin_url: str) -> AsyncIterator[AsyncConnection]:
+    """An autocommit connection for CREATE/DROP DATABASE, closed with its engine."""
     engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     try:
         async with engine.connect() as conn:
-            quoted = engine.dialect.identifier_preparer.quote_identifier(name)
-            if backend in _POSTGRES_BACKENDS:
-                await conn.execute(text(f"CREATE DATABASE {quoted} ENCODING 'UTF8'"))
-            else:
-                await conn.execute(
-                    text(
-                        f"CREATE DATABASE {quoted} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-                    )
-                )
+            yield conn
     finally:
         await engine.dispose()
+
+
+def _quote(conn: AsyncConnection, name: str) -> str:
+    _check_name(name)
+    return conn.dialect.identifier_preparer.quote_identifier(name)
+
+
+async def create_database(admin_url: str, name: str) -> str:
+    """Create the empty database ``name`` and return an async URL for it."""
+    async with _admin_connection(admin_url) as conn:
+        quoted = _quote(conn, name)
+        if _backend(admin_url) in _POSTGRES_BACKENDS:
+            await conn.execute(text(f"CREATE DATABASE {quoted} ENCODING 'UTF8'"))
+        else:
+            charset = "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+            await conn.execute(text(f"CREATE DATABASE {quoted} {charset}"))
     return database_url(admin_url, name)
 
 
 async def drop_database(admin_url: str, name: str) -> None:
     """Drop database ``name`` if it exists, ending any sessions still on it."""
-    _check_name(name)
-    backend = _backend(admin_url)
-    engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    try:
-        async with engine.connect() as conn:
-            quoted = engine.dialect.identifier_preparer.quote_identifier(name)
-            if backend in _POSTGRES_BACKENDS:
-                await conn.execute(text(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
-            else:
-                await _kill_mysql_sessions(conn, name)
-                await conn.execute(text(f"DROP DATABASE IF EXISTS {quoted}"))
-    finally:
-        await engine.dispose()
+    async with _admin_connection(admin_url) as conn:
+        quoted = _quote(conn, name)
+        if _backend(admin_url) in _POSTGRES_BACKENDS:
+            await conn.execute(text(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+        else:
+            await _kill_mysql_sessions(conn, name)
+            await conn.execute(text(f"DROP DATABASE IF EXISTS {quoted}"))
 
 
 async def database_exists(admin_url: str, name: str) -> bool:
     """Whether the server behind ``admin_url`` has a database called ``name``."""
-    backend = _backend(admin_url)
-    if backend in _POSTGRES_BACKENDS:
+    if _backend(admin_url) in _POSTGRES_BACKENDS:
         query = text("SELECT 1 FROM pg_database WHERE datname = :name")
     else:
         query = text("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = :name")
-    engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    try:
-        async with engine.connect() as conn:
-            found = (await conn.execute(query, {"name": name})).first()
-    finally:
-        await engine.dispose()
+    async with _admin_connection(admin_url) as conn:
+        found = (await conn.execute(query, {"name": name})).first()
     return found is not None
 
 
