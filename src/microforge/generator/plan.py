@@ -101,6 +101,11 @@ class EntityPlan:
         return self.snake.replace("_", " ")
 
     @property
+    def a_human(self) -> str:
+        """'a product', 'an order item': for summaries and docstrings."""
+        return with_article(self.human)
+
+    @property
     def human_plural(self) -> str:
         return self.plural.replace("_", " ")
 
@@ -254,6 +259,10 @@ def _service(
     )
 
 
+def with_article(noun: str) -> str:
+    return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
+
+
 def _propagate_untestable(plans: dict[str, EntityPlan]) -> None:
     """A row whose required parent cannot be made in tests cannot be made either."""
     changed = True
@@ -292,6 +301,7 @@ def _parents_first(entities: list[EntityPlan]) -> list[EntityPlan]:
 
 def _entity(spec: Spec, name: str, entity: Entity) -> EntityPlan:
     plural = entity.plural or pluralize(snake(name))
+    human = snake(name).replace("_", " ")
     columns: list[ColumnPlan] = []
     depends: set[str] = set()
     for fname, fspec in entity.fields.items():
@@ -307,7 +317,7 @@ def _entity(spec: Spec, name: str, entity: Entity) -> EntityPlan:
         snake=snake(name),
         plural=plural,
         collection=kebab(plural),
-        description=entity.description or f"A {snake(name).replace('_', ' ')}.",
+        description=entity.description or f"{with_article(human)}.".capitalize(),
         id_kind=entity.id,
         soft_delete=entity.soft_delete,
         columns=columns,
