@@ -22,7 +22,6 @@ from .resource import INT64, Link, Resource, integer_bounds
 from .types import utcnow
 
 Row = dict[str, Any]
-_TOTAL = "__total__"  # label of the window count in list queries; no column can have it
 
 
 class Repository:
@@ -36,7 +35,6 @@ class Repository:
         self._live = [] if resource.deleted_column is None else [resource.deleted_column.is_(None)]
         self._select: Select[Any] = select(*resource.read_columns).where(*self._live)
         self._get = self._select.where(resource.id_column == bindparam("id"))
-        self._counted_select = self._select.add_columns(func.count().over().label(_TOTAL))
         self._exists = select(resource.id_column).where(
             resource.id_column == bindparam("id"), *self._live
         )
@@ -75,32 +73,16 @@ class Repository:
         return dict(row) if row is not None else None
 
     async def list(self, query: ListQuery) -> dict[str, Any]:
-        order = order_by(query.sort, self.resource)
+        filtered = self._select.where(*query.conditions)
+        page = filtered.order_by(*order_by(query.sort, self.resource)).limit(query.limit + 1)
+        if query.after is not None:
+            page = page.where(after_condition(query.sort, query.after, self.resource))
+        elif query.offset:
+            page = page.offset(query.offset)
         count = select(func.count()).select_from(self._table).where(*self._live, *query.conditions)
         async with self._reader.connect() as conn:
-            if query.after is not None:
-                # Keyset pages exclude the rows before the cursor: count separately.
-                page = self._select.where(
-                    *query.conditions, after_condition(query.sort, query.after, self.resource)
-                )
-                result = await conn.execute(page.order_by(*order).limit(query.limit + 1))
-                rows = [dict(r) for r in result.mappings()]
-                total = (await conn.execute(count)).scalar_one()
-            else:
-                # The total rides along as a window count: one round trip, not two.
-                page = (
-                    self._counted_select.where(*query.conditions)
-                    .order_by(*order)
-                    .limit(query.limit + 1)
-                    .offset(query.offset or None)
-                )
-                rows = [dict(r) for r in (await conn.execute(page)).mappings()]
-                if rows:
-                    total = rows[0][_TOTAL]
-                    for row in rows:
-                        del row[_TOTAL]
-                else:  # past the last page, or nothing matches
-                    total = (await conn.execute(count)).scalar_one() if query.offset else 0
+            rows = [dict(r) for r in (await conn.execute(page)).mappings()]
+            total = (await conn.execute(count)).scalar_one()
         next_cursor = None
         if len(rows) > query.limit:
             rows.pop()
