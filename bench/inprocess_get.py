@@ -80,17 +80,8 @@ async def main(admin_url: str) -> None:
                 transport=httpx.ASGITransport(app=app), base_url="http://bench"
             ) as client:
                 category = (await client.post("/categories", json={"name": "c"})).json()
-                product = (
-                    await client.post(
-                        "/products",
-                        json={
-                            "name": "p",
-                            "price": "1.00",
-                            "stock": 1,
-                            "category_id": category["id"],
-                        },
-                    )  # fmt: skip
-                ).json()
+                body = {"name": "p", "price": "1.00", "stock": 1, "category_id": category["id"]}
+                product = (await client.post("/products", json=body)).json()
             path = f"/products/{product['id']}"
             no_reset = db._nothing_to_reset
             for _ in range(3):
