@@ -26,7 +26,7 @@ from microforge.spec.model import (
     StringField,
     TextField,
 )
-from microforge.spec.naming import kebab, pascal, pluralize, snake
+from microforge.spec.naming import kebab, pluralize, snake
 
 from .types import INT_BOUNDS
 
@@ -63,10 +63,6 @@ class ColumnPlan:
         """Whether the API echoes the sent value unchanged (URLs and decimals normalise)."""
         return self.kind not in {"url", "decimal", "datetime", "float"} and not self.target_entity
 
-    @property
-    def default_code(self) -> str:
-        return repr(self.default)
-
 
 @dataclass
 class LinkPlan:
@@ -76,7 +72,6 @@ class LinkPlan:
     source_column: str
     target_column: str
     target: EntityPlan
-    description: str
 
 
 @dataclass
@@ -150,10 +145,6 @@ class EntityPlan:
         return next((c.name for c in self.columns if c.kind != "json" and c.test_value), None)
 
     @property
-    def seed_rows(self) -> list[dict[str, Any]]:
-        return self.seed
-
-    @property
     def id_py_type(self) -> str:
         return "uuid.UUID" if self.id_kind == "uuid" else "int"
 
@@ -164,10 +155,6 @@ class EntityPlan:
     @property
     def searchable(self) -> list[str]:
         return [c.name for c in self.columns if c.searchable]
-
-    @property
-    def table_var(self) -> str:
-        return self.plural
 
     @property
     def required_parents(self) -> list[ColumnPlan]:
@@ -238,7 +225,6 @@ def _service(
                         source_column=f"{plan.snake}_id",
                         target_column=target_column,
                         target=target,
-                        description=fspec.description or f"{target.name} rows linked to this one.",
                     )
                 )
     for plan in plans.values():
@@ -622,5 +608,4 @@ __all__ = [
     "ProjectPlan",
     "ServicePlan",
     "build_plan",
-    "pascal",
 ]

@@ -37,10 +37,6 @@ def kebab(name: str) -> str:
     return snake(name).replace("_", "-")
 
 
-def pascal(name: str) -> str:
-    return "".join(part[:1].upper() + part[1:] for part in snake(name).split("_") if part)
-
-
 def pluralize(word: str) -> str:
     """English plural of the last word of a snake_case name (good enough for identifiers)."""
     head, _, last = word.rpartition("_")
