@@ -23,6 +23,9 @@ from microforge.runner.ports import free_port, port_is_free
 from microforge.spec import load_spec
 
 READY_DEADLINE_S = 90.0
+ADMIN_EMAIL = "admin@shop.test"
+ADMIN_PASSWORD = "correct horse battery staple"
+CUSTOMER_PASSWORD = "a long enough passphrase"
 
 
 def _microforge(*args: str) -> list[str]:
@@ -41,7 +44,37 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert seeded.returncode == 0, seeded.stdout + seeded.stderr
     assert "new rows" in seeded.stdout
+    # The first admin comes from the CLI: signup only ever grants the signup roles.
+    created = subprocess.run(
+        _microforge(
+            "users", "create", str(out), "--email", ADMIN_EMAIL, "--role", "admin",
+            "--role", "staff", "--field", "display_name=Admin", "--password-stdin",
+        ),
+        input=ADMIN_PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stdout + created.stderr
+    assert "Created user" in created.stdout
     return out
+
+
+def _login(base: str, email: str, password: str) -> dict[str, str]:
+    response = httpx.post(
+        f"{base}/identity/auth/login", json={"email": email, "password": password}
+    )
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def _signup(base: str, email: str) -> tuple[str, dict[str, str]]:
+    body = {"email": email, "password": CUSTOMER_PASSWORD, "display_name": email.split("@")[0]}
+    response = httpx.post(f"{base}/identity/auth/signup", json=body)
+    assert response.status_code == 201, response.text
+    tokens = response.json()
+    return tokens["user"]["id"], {"Authorization": f"Bearer {tokens['access_token']}"}
 
 
 @pytest.fixture(scope="module")
@@ -109,10 +142,11 @@ async def test_every_entity_of_every_service_through_the_gateway(
 ) -> None:
     base, _ = gateway
     plan = build_plan(load_spec(SHOP))
+    admin = _login(base, ADMIN_EMAIL, ADMIN_PASSWORD)
     exercised = 0
     for service in plan.services:
         helpers = _load_helpers(project / "services" / service.name)
-        async with httpx.AsyncClient(base_url=f"{base}/{service.name}") as client:
+        async with httpx.AsyncClient(base_url=f"{base}/{service.name}", headers=admin) as client:
             for entity in service.entities:
                 collection = f"/{entity.collection}"
                 item = await getattr(helpers, f"create_{entity.snake}")(client)
@@ -129,6 +163,83 @@ async def test_every_entity_of_every_service_through_the_gateway(
                 assert (await client.get(f"{collection}/{item['id']}")).status_code == 404
                 exercised += 1
     assert exercised == sum(len(s.entities) for s in plan.services)
+
+
+def test_customers_see_only_their_own_orders(gateway: tuple[str, Any]) -> None:
+    base, _ = gateway
+    alice_id, alice = _signup(base, "alice@shop.test")
+    _, bob = _signup(base, "bob@shop.test")
+    order = {
+        "number": "E2E-1",
+        "total": "10.00",
+        "shipping_address": {"city": "Berlin"},
+    }
+    created = httpx.post(f"{base}/orders/orders", json=order, headers=alice)
+    assert created.status_code == 201, created.text
+    assert created.json()["customer_id"] == alice_id  # stamped from the token
+    url = f"{base}/orders/orders/{created.json()['id']}"
+    assert httpx.get(url, headers=alice).status_code == 200
+    assert httpx.get(url, headers=bob).status_code == 404
+    assert httpx.get(f"{base}/orders/orders", headers=bob).json()["total"] == 0
+    assert httpx.get(url).status_code == 401
+    paid = httpx.patch(url, json={"status": "paid"}, headers=alice)
+    assert paid.status_code == 403  # only staff update orders
+
+
+def test_anyone_reads_active_products_and_staff_see_drafts(gateway: tuple[str, Any]) -> None:
+    base, _ = gateway
+    public = httpx.get(f"{base}/catalog/products").json()
+    assert {p["status"] for p in public["items"]} == {"active"}
+    staff = _login(base, ADMIN_EMAIL, ADMIN_PASSWORD)
+    everything = httpx.get(f"{base}/catalog/products", headers=staff).json()
+    assert everything["total"] > public["total"]
+    customer = httpx.post(
+        f"{base}/catalog/tags", json={"name": "sale"}, headers=_signup(base, "c@shop.test")[1]
+    )
+    assert customer.status_code == 403
+
+
+def test_the_gateway_refuses_bad_tokens_at_the_edge(gateway: tuple[str, Any]) -> None:
+    base, _ = gateway
+    forged = httpx.get(
+        f"{base}/catalog/products", headers={"Authorization": "Bearer eyJhbGciOiJub25lIn0.e30."}
+    )
+    assert forged.status_code == 401
+    assert forged.headers["content-type"] == "application/problem+json"
+    assert forged.headers["www-authenticate"].startswith("Bearer")
+    # CORS is closed unless configured: no allow-origin header for a foreign origin.
+    preflight = httpx.options(
+        f"{base}/catalog/products",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
+    )
+    assert "access-control-allow-origin" not in preflight.headers
+
+
+async def test_a_machine_client_calls_a_service_with_an_api_key(gateway: tuple[str, Any]) -> None:
+    from microforge.runtime.auth.service_client import ServiceTokenSource, service_client
+
+    base, _ = gateway
+    admin = _login(base, ADMIN_EMAIL, ADMIN_PASSWORD)
+    made = httpx.post(
+        f"{base}/identity/auth/api-keys",
+        json={"name": "stock-sync", "roles": ["staff"]},
+        headers=admin,
+    )
+    assert made.status_code == 201, made.text
+    key = made.json()["key"]
+    tokens = ServiceTokenSource(f"{base}/identity/auth/token", key)
+    async with service_client(f"{base}/inventory", tokens) as client:
+        response = await client.get("/warehouses")
+        assert response.status_code == 200, response.text
+    await tokens.aclose()
+    assert httpx.get(f"{base}/inventory/warehouses").status_code == 401
+    revoked = httpx.delete(f"{base}/identity/auth/api-keys/{made.json()['id']}", headers=admin)
+    assert revoked.status_code == 204
+    refused = httpx.post(
+        f"{base}/identity/auth/token",
+        data={"grant_type": "client_credentials", "client_secret": key},
+    )
+    assert refused.status_code == 401
 
 
 def test_bad_requests_are_problems_through_the_gateway(gateway: tuple[str, Any]) -> None:

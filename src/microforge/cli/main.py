@@ -204,5 +204,15 @@ def up(
     raise typer.Exit(run_up(loaded, project, host, port, _service_env(project)))
 
 
+def _register_groups() -> None:
+    from .auth_commands import keys_app, users_app
+
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(users_app, name="users")
+
+
+_register_groups()
+
+
 def run() -> None:
     app()

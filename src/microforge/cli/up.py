@@ -9,6 +9,8 @@ import typer
 
 from microforge.runner.ports import free_port, port_is_free
 from microforge.runner.supervisor import Interrupted, ProcessSpec, ReadinessError, Supervisor
+from microforge.runtime.auth.keys import KeyStore
+from microforge.runtime.auth.wiring import project_audience, project_issuer
 from microforge.runtime.db import database_url_problem
 from microforge.spec import Spec
 
@@ -36,10 +38,43 @@ def _uvicorn(app: str, host: str, port: int) -> list[str]:
     ]  # fmt: skip
 
 
+def development_keys(spec: Spec, project: Path, env: dict[str, str]) -> Path | None:
+    """The identity service's signing keys: made under the data folder on first use.
+
+    Only when the environment does not point the service at keys of its own.
+    """
+    if spec.auth is None:
+        return None
+    configured = env.get(f"{spec.auth.service.upper()}_AUTH_KEY_DIR")
+    if configured:
+        return Path(configured)
+    data = Path(env["MICROFORGE_DATA_DIR"]) if env.get("MICROFORGE_DATA_DIR") else project / "data"
+    directory = data / "keys" / spec.auth.service
+    KeyStore.ensure(directory)
+    return directory
+
+
+def _auth_env(spec: Spec, host: str, ports: dict[str, int], env: dict[str, str]) -> dict[str, str]:
+    """Every service (and the gateway) fetches the identity service's public keys."""
+    if spec.auth is None:
+        return {}
+    jwks = f"http://{host}:{ports[spec.auth.service]}/.well-known/jwks.json"
+    values = {
+        variable: env.get(variable, jwks)
+        for variable in (f"{name.upper()}_AUTH_JWKS_URL" for name in spec.services)
+    }
+    # Clients reach the identity service through the gateway, which appends the client's
+    # address to X-Forwarded-For: login throttling per address must read that one hop.
+    hops = f"{spec.auth.service.upper()}_AUTH_TRUSTED_PROXY_HOPS"
+    values[hops] = env.get(hops, "1")
+    return values
+
+
 def build_specs(
     spec: Spec, project: Path, host: str, port: int, env: dict[str, str]
 ) -> tuple[list[ProcessSpec], dict[str, int]]:
     ports = _service_ports(list(spec.services), host, port)
+    env = {**env, **_auth_env(spec, host, ports, env)}
     children = []
     for name, service_port in ports.items():
         service_dir = (project / "services" / name).resolve()
@@ -54,6 +89,14 @@ def build_specs(
         )
     routes = [arg for n, p in ports.items() for arg in ("--route", f"{n}=http://{host}:{p}")]
     gateway = [sys.executable, "-m", "microforge.gateway", "--host", host, "--port", str(port)]
+    if spec.auth is not None:
+        # Defence in depth: a forged or expired token is refused at the edge already.
+        identity = f"http://{host}:{ports[spec.auth.service]}"
+        gateway += [
+            "--jwks-url", f"{identity}/.well-known/jwks.json",
+            "--issuer", project_issuer(spec.name),
+            "--audience", project_audience(spec.name),
+        ]  # fmt: skip
     children.append(
         ProcessSpec(
             name="gateway",
@@ -82,6 +125,7 @@ def run_up(spec: Spec, project: Path, host: str, port: int, env: dict[str, str])
     if not port_is_free(port, host):
         typer.secho(f"Port {port} on {host} is in use; pass --port.", err=True, fg="red")
         return 2
+    development_keys(spec, project, env)
     children, ports = build_specs(spec, project, host, port, env)
     supervisor = Supervisor()
     try:

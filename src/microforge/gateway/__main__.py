@@ -10,12 +10,27 @@ from collections.abc import Sequence
 
 import uvicorn
 
-from microforge.gateway.app import create_gateway, parse_route
+from microforge.gateway.app import check_base_url, check_origin, create_gateway, parse_route
+from microforge.runtime.auth.tokens import RemoteJwks, TokenVerifier
 
 
 def _route(value: str) -> tuple[str, str]:
     try:
         return parse_route(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _url(value: str) -> str:
+    try:
+        return check_base_url(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _origin(value: str) -> str:
+    try:
+        return check_origin(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -67,6 +82,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--connect-timeout", type=_seconds, default=5.0, help="upstream connect timeout in seconds"
     )
     parser.add_argument("--title", default="microforge gateway", help="name shown at /")
+    auth = parser.add_argument_group(
+        "access tokens",
+        "verify bearer tokens at the edge (the services verify them too); "
+        "--issuer and --audience are required with --jwks-url",
+    )
+    auth.add_argument("--jwks-url", type=_url, metavar="URL", help="the identity service's JWKS")
+    auth.add_argument("--issuer", help="expected token issuer (iss)")
+    auth.add_argument("--audience", help="expected token audience (aud)")
+    parser.add_argument(
+        "--cors-origin",
+        dest="cors_origins",
+        action="append",
+        type=_origin,
+        default=[],
+        metavar="ORIGIN",
+        help="allow browser calls from ORIGIN, e.g. https://app.example.com (repeatable; "
+        "CORS is closed without it)",
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request")
     parser.add_argument(
         "--log-level",
@@ -84,8 +117,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name in routes:
             parser.error(f"argument --route: service {name!r} is given more than once")
         routes[name] = url
+    verifier = None
+    if args.jwks_url:
+        if not args.issuer or not args.audience:
+            parser.error("--jwks-url needs --issuer and --audience")
+        verifier = TokenVerifier(RemoteJwks(args.jwks_url), args.issuer, args.audience)
+    elif args.issuer or args.audience:
+        parser.error("--issuer and --audience only apply with --jwks-url")
     app = create_gateway(
-        routes, timeout=args.timeout, connect_timeout=args.connect_timeout, title=args.title
+        routes,
+        timeout=args.timeout,
+        connect_timeout=args.connect_timeout,
+        title=args.title,
+        token_verifier=verifier,
+        cors_origins=args.cors_origins,
     )
     uvicorn.run(
         app,

@@ -3,6 +3,9 @@
 `/{service}/...` is proxied to that service with the prefix stripped; `/` lists the
 services; `/health/live` and `/health/ready` serve orchestrators. Every error the gateway
 itself produces is RFC 9457 problem+json.
+
+Given a token verifier, the gateway also checks every bearer token it sees (defence in
+depth: the services verify tokens themselves); CORS stays closed unless origins are given.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from email.utils import formatdate
 from http import HTTPStatus
@@ -21,12 +24,14 @@ import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from microforge.gateway.proxy import UpstreamError, forward, new_upstream_client
+from microforge.runtime.auth.tokens import InvalidToken, KeysUnavailable, TokenVerifier
 
 PROBLEM_JSON = "application/problem+json"
 # A service name is one URL path segment. "health" would be shadowed by our own probes.
@@ -62,6 +67,28 @@ def check_base_url(url: str) -> str:
     if parsed.query or parsed.fragment or parsed.userinfo:
         raise ValueError(f"invalid URL {url!r}: a base URL takes no credentials, query or fragment")
     return url.rstrip("/")
+
+
+def check_origin(origin: str) -> str:
+    """Validate a CORS origin (`https://app.example.com[:port]`), without a trailing slash."""
+    value = origin.strip().rstrip("/")
+    if value == "*":
+        # Credentials are allowed, so a wildcard would hand every site the user's session.
+        raise ValueError("invalid CORS origin '*': list the exact origins that may call the API")
+    try:
+        parsed = httpx.URL(value)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"invalid CORS origin {origin!r}: {exc}") from exc
+    if (
+        parsed.scheme not in ("http", "https")
+        or not parsed.host
+        or parsed.raw_path not in (b"", b"/")
+        or parsed.query
+        or parsed.fragment
+        or parsed.userinfo
+    ):
+        raise ValueError(f"invalid CORS origin {origin!r}: expected http(s)://HOST[:PORT]")
+    return value
 
 
 def parse_route(value: str) -> tuple[str, str]:
@@ -134,17 +161,88 @@ def _acceptable_id(value: bytes) -> bool:
     return 0 < len(value) <= _REQUEST_ID_MAX and all(0x21 <= b <= 0x7E for b in value)
 
 
+_CHALLENGE = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+
+
+class EdgeAuthMiddleware:
+    """Identity headers for the services' logs, and bearer tokens checked at the edge.
+
+    Client-sent `X-Auth-*` headers are always dropped: only the gateway may set them.
+    With a verifier, a request carrying `Authorization: Bearer ...` must hold a valid
+    token (else 401 here, before any service sees it) and gets `X-Auth-Subject` and
+    `X-Auth-Roles`; requests without a bearer token pass through, the services decide.
+    """
+
+    def __init__(self, app: ASGIApp, verifier: TokenVerifier | None) -> None:
+        self.app = app
+        self.verifier = verifier
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = [(k, v) for k, v in scope["headers"] if not k.startswith(b"x-auth-")]
+        if self.verifier is not None:
+            refusal, identity = await self._check(headers)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+            headers += identity
+        await self.app({**scope, "headers": headers}, receive, send)
+
+    async def _check(
+        self, headers: list[tuple[bytes, bytes]]
+    ) -> tuple[Response | None, list[tuple[bytes, bytes]]]:
+        assert self.verifier is not None
+        values = [v for k, v in headers if k == b"authorization"]
+        bearer = [
+            rest
+            for scheme, _, rest in (v.strip().partition(b" ") for v in values)
+            if scheme.lower() == b"bearer"
+        ]
+        if not bearer:
+            return None, []  # no token, or another scheme: for the services to judge
+        if len(values) > 1:
+            # Which one would a service read? Refuse rather than guess.
+            return problem(401, "send one Authorization header", headers=_CHALLENGE), []
+        token = bearer[0].strip().decode("latin-1")
+        try:
+            principal = await self.verifier.verify(token)
+        except KeysUnavailable:
+            detail = "access tokens cannot be verified right now; try again shortly"
+            return problem(503, detail, headers={"Retry-After": "10"}), []
+        except InvalidToken:
+            detail = "the access token is malformed, expired or not valid here"
+            return problem(401, detail, headers=_CHALLENGE), []
+        subject = principal.subject.encode()
+        roles = ",".join(sorted(principal.roles)).encode()
+        if not (_printable(subject) and _printable(roles)):
+            return None, []  # informational only: never let odd bytes split a header
+        return None, [(b"x-auth-subject", subject), (b"x-auth-roles", roles)]
+
+
+def _printable(value: bytes) -> bool:
+    return all(0x20 <= b != 0x7F for b in value)
+
+
 # -- the application --------------------------------------------------------------------
 
 
 class _Gateway:
     def __init__(
-        self, routes: dict[str, str], *, timeout: float, connect_timeout: float, title: str
+        self,
+        routes: dict[str, str],
+        *,
+        timeout: float,
+        connect_timeout: float,
+        title: str,
+        verifier: TokenVerifier | None,
     ) -> None:
         self.routes = routes
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.title = title
+        self.verifier = verifier
         self._client: httpx.AsyncClient | None = None
 
     @property
@@ -164,6 +262,8 @@ class _Gateway:
                 yield
             finally:
                 self._client = None
+                if self.verifier is not None:
+                    await self.verifier.aclose()
 
     async def index(self, request: Request) -> Response:
         services = [
@@ -261,15 +361,44 @@ def create_gateway(
     timeout: float = 30.0,
     connect_timeout: float = 5.0,
     title: str = "microforge gateway",
+    token_verifier: TokenVerifier | None = None,
+    cors_origins: Iterable[str] = (),
 ) -> Starlette:
     """Build the gateway app for `routes` ({service name: base URL}).
 
+    `token_verifier` turns on bearer-token checks at the edge (the gateway closes it at
+    shutdown). `cors_origins` are the browser origins allowed to call, with credentials;
+    none means no CORS headers at all.
+
     Raises ValueError for a service name that is not a single path segment (or is
-    reserved) and for a base URL that is not http(s)://host[:port][/path].
+    reserved), for a base URL that is not http(s)://host[:port][/path] and for an
+    origin that is not http(s)://host[:port].
     """
     checked = {check_service_name(name): check_base_url(url) for name, url in routes.items()}
-    gateway = _Gateway(checked, timeout=timeout, connect_timeout=connect_timeout, title=title)
-    return Starlette(
+    origins = list(dict.fromkeys(check_origin(origin) for origin in cors_origins))
+    gateway = _Gateway(
+        checked,
+        timeout=timeout,
+        connect_timeout=connect_timeout,
+        title=title,
+        verifier=token_verifier,
+    )
+    # Outermost first: CORS answers preflights and decorates even the edge's 401s, so a
+    # browser app can read why it was refused.
+    middleware = [Middleware(EdgeHeadersMiddleware)]
+    if origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=origins,
+                allow_credentials=True,
+                allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+                allow_headers=["Authorization", "Content-Type", "Accept", "X-Request-ID"],
+                expose_headers=["Location", "Retry-After", "X-Request-ID"],
+            )
+        )
+    middleware.append(Middleware(EdgeAuthMiddleware, verifier=token_verifier))
+    app = Starlette(
         routes=[
             Route("/", gateway.index, methods=["GET"]),
             Route("/health/live", gateway.live, methods=["GET"]),
@@ -277,7 +406,7 @@ def create_gateway(
             Route("/{service}", gateway.service_root, methods=["GET"]),
             Route("/{service}/{path:path}", gateway),  # _Gateway.__call__
         ],
-        middleware=[Middleware(EdgeHeadersMiddleware)],
+        middleware=middleware,
         exception_handlers={
             HTTPException: _http_exception,
             UpstreamError: _upstream_error,
@@ -285,3 +414,5 @@ def create_gateway(
         },
         lifespan=gateway.lifespan,
     )
+    app.state.token_verifier = token_verifier
+    return app

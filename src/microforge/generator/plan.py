@@ -28,6 +28,7 @@ from microforge.spec.model import (
 )
 from microforge.spec.naming import kebab, pluralize, snake
 
+from .access_plan import AccessPlan, AuthPlan, access_plan, auth_plan
 from .types import INT_BOUNDS
 
 ON_DELETE_SQL = {"restrict": "RESTRICT", "cascade": "CASCADE", "set_null": "SET NULL"}
@@ -57,6 +58,8 @@ class ColumnPlan:
     server_default: str | None = None  # SQL default, so migrations can add NOT NULL columns
     comment: str = ""  # the spec's own description, stored as the column comment
     test_value: str | None = None  # expression (may use `n`) for generated tests
+    stamped: bool = False  # the owner column: optional on create, the caller's id by default
+    read_roles: list[str] | None = None  # only these roles see it (None: everyone)
 
     @property
     def compare_on_create(self) -> bool:
@@ -90,6 +93,7 @@ class EntityPlan:
     links: list[LinkPlan] = field(default_factory=list)
     depends_on: set[str] = field(default_factory=set)
     untestable: str = ""  # fields generated tests cannot invent values for
+    access: AccessPlan | None = None  # None: the project has no auth section
 
     @property
     def human(self) -> str:
@@ -169,10 +173,20 @@ class ServicePlan:
     description: str
     database: str
     entities: list[EntityPlan]  # parents before children
+    auth: AuthPlan | None = None
 
     @property
     def env_prefix(self) -> str:
         return f"{self.name.upper()}_"
+
+    @property
+    def is_identity(self) -> bool:
+        return self.auth is not None and self.auth.identity_service == self.name
+
+    @property
+    def user_entity(self) -> EntityPlan:
+        assert self.auth is not None
+        return self.entity(self.auth.user_entity)
 
     def entity(self, name: str) -> EntityPlan:
         return next(e for e in self.entities if e.name == name)
@@ -184,6 +198,7 @@ class ProjectPlan:
     description: str
     version: str
     services: list[ServicePlan]
+    auth: AuthPlan | None = None
 
 
 def build_plan(spec: Spec) -> ProjectPlan:
@@ -191,12 +206,39 @@ def build_plan(spec: Spec) -> ProjectPlan:
         _service(spec, name, svc.description, svc.database, svc.entities)
         for name, svc in spec.services.items()
     ]
+    auth = auth_plan(spec)
+    if auth is not None:
+        for service in services:
+            service.auth = auth
+            _apply_access(auth, service, spec.services[service.name].entities)
     return ProjectPlan(
         name=spec.name,
         description=spec.description or f"The {spec.name} services.",
         version=spec.version,
         services=services,
+        auth=auth,
     )
+
+
+def _apply_access(auth: AuthPlan, service: ServicePlan, entities: dict[str, Entity]) -> None:
+    for plan in service.entities:
+        plan.access = access = access_plan(auth, entities, plan.name)
+        by_name = {c.name: c for c in plan.columns}
+        if access.own is not None and access.own in by_name:
+            owner = by_name[access.own]
+            owner.stamped = True
+            if not access.all_rows:
+                # Tests call as a user holding every role; without all_rows roles that user
+                # is scoped too, so rows it creates must name it as their owner.
+                if owner.target_entity:
+                    plan.untestable = plan.untestable or (
+                        f"{owner.name} (the owner relation needs all_rows roles for tests)"
+                    )
+                else:
+                    owner.test_value = "str(TEST_USER_ID)"
+        for rule in access.fields:
+            if rule.column in by_name:
+                by_name[rule.column].read_roles = rule.read
 
 
 def _service(

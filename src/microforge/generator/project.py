@@ -96,7 +96,7 @@ def _render(plan: ProjectPlan, spec_text: str, spec_file: str) -> _Staged:
         put(staged.owned, f"{pkg}/main.py", "service/main.py.j2", **ctx)
         gen = f"{pkg}/generated"
         put(staged.generated, f"{gen}/__init__.py", "service/generated_init.py.j2", **ctx)
-        for module in ("settings", "tables", "schemas", "resources", "app", "seed"):
+        for module in ("settings", "tables", "schemas", "resources", "policies", "app", "seed"):
             put(staged.generated, f"{gen}/{module}.py", f"service/{module}.py.j2", **ctx)
         put(staged.generated, f"{gen}/routes/__init__.py", "service/routes_init.py.j2", **ctx)
         put(staged.owned, f"{pkg}/custom/__init__.py", "service/custom_init.py.j2", **ctx)

@@ -75,7 +75,13 @@ def field_annotation(c: ColumnPlan, mode: str) -> str:
     py_type = c.py_type
     if mode == "read":
         py_type = {"EmailStr": "str", "HttpUrl": "str"}.get(py_type, py_type)
-        args = [f"description={c.description!r}"] if c.description else []
+        description = c.description
+        if c.read_roles is not None:
+            # Left out of responses to callers without one of these roles.
+            shown = ", ".join(c.read_roles) or "nobody"
+            description = f"{description} Only present for: {shown}.".strip()
+            return f"{py_type} | None = Field(None, description={description!r})"
+        args = [f"description={description!r}"] if description else []
         field = f" = Field({', '.join(args)})" if args else ""
         return f"{py_type}{field}" if not c.nullable else f"{py_type} | None{field}"
     args = [f"{k}={v}" for k, v in c.constraints.items()]
@@ -90,7 +96,8 @@ def field_annotation(c: ColumnPlan, mode: str) -> str:
         if isinstance(c.default, list):
             return f"{py_type} = Field({', '.join([f'default_factory=lambda: {default}', *args])})"
         return f"{py_type} = Field({', '.join([default, *args])})"
-    if not c.required:
+    if not c.required or c.stamped:
+        # The owner column: omitted, it is the caller's id (set by the access policy).
         return f"{py_type} | None = Field({', '.join(['None', *args])})"
     return f"{py_type} = Field({', '.join(args)})" if args else py_type
 

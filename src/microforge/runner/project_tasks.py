@@ -58,3 +58,60 @@ def seed(service_dir: Path, package: str, env: dict[str, str]) -> dict[str, int]
         except Exception as exc:
             raise TaskError(f"{type(exc).__name__}: {exc}".strip()[-2000:]) from exc
     return counts
+
+
+def create_user(
+    service_dir: Path,
+    package: str,
+    env: dict[str, str],
+    *,
+    email: str,
+    password: str,
+    roles: list[str],
+    fields: dict[str, str],
+) -> str:
+    """Create a user who can log in, in the identity service's database; returns its id.
+
+    For the first admin: signup only ever grants the spec's signup_roles.
+    """
+    from pydantic import ValidationError
+
+    from microforge.runtime.auth.identity.service import IdentityError
+    from microforge.runtime.auth.identity.service import create_user as create
+
+    with service_context(service_dir, env):
+        app_module = importlib.import_module(f"{package}.generated.app")
+        settings_module = importlib.import_module(f"{package}.generated.settings")
+        config = app_module.IDENTITY
+        try:
+            # The same validation as signup: the user entity's create schema.
+            body = config.user_create_model.model_validate({**fields, "email": email})
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            raise TaskError(f"invalid user fields: {problems}") from None
+        values = body.model_dump(exclude={"email"})
+
+        async def run() -> str:
+            from microforge.runtime.db import create_engine
+
+            engine = create_engine(settings_module.Settings().database_url)
+            try:
+                row = await create(
+                    engine,
+                    app_module.TABLES,
+                    email,
+                    password,
+                    roles,
+                    values,
+                    known_roles=config.roles,
+                )
+            finally:
+                await engine.dispose()
+            return str(row["id"])
+
+        try:
+            return asyncio.run(run())
+        except IdentityError as exc:
+            raise TaskError(str(exc)) from None

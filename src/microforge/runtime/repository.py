@@ -2,26 +2,98 @@
 
 Statements that do not depend on the request are built once; SQLAlchemy caches their
 compiled form, so a GET is one pooled connection, one prepared query and one JSON dump.
+
+Every read and write takes an optional :class:`RowScope` (from the entity's policy): its
+conditions are ANDed into the statement, so a row outside the caller's scope behaves
+exactly like a missing one. Scoped statements are built once per scope *shape* (which
+columns, not which values) and the values bound as parameters.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import JSON, Select, bindparam, delete, func, insert, null, select, update
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Select,
+    bindparam,
+    delete,
+    func,
+    insert,
+    null,
+    select,
+    update,
+)
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from .auth.policy import RowScope
 from .db import ServiceEngine
 from .ids import uuid7
 from .problems import Problem
-from .query import ListQuery, after_condition, encode_cursor, order_by
+from .query import ListQuery, _exact_text, after_condition, encode_cursor, order_by
 from .resource import INT64, Link, Resource, integer_bounds
 from .types import utcnow
 
 Row = dict[str, Any]
+BindProcessor = Callable[[Any], Any]
+_SCOPE_PLAN_LIMIT = 64  # shapes per entity; a policy makes two or three
+
+
+@dataclass(frozen=True, slots=True)
+class _ScopePlan:
+    """The statements of one scope shape; values are bound as ``_scope_<n>`` parameters."""
+
+    names: tuple[str, ...]  # bind names, in RowScope.values order
+    clauses: tuple[ColumnElement[bool], ...]
+    get: Select[Any]
+    exists: Select[Any]
+    # (value position, low, high) for integer columns, and the positions of text values:
+    # a value no row can hold answers "no rows" instead of a driver error.
+    bounds: tuple[tuple[int, int, int], ...]
+    texts: tuple[int, ...]
+    driver_get: str | None  # asyncpg SQL of ``get``
+    driver_order: tuple[int, ...]  # $n -> position in (id, *values)
+    driver_processors: tuple[BindProcessor | None, ...]  # per $n
+
+    def reachable(self, values: Sequence[Any]) -> bool:
+        for position, low, high in self.bounds:
+            value = values[position]
+            if isinstance(value, int) and not low <= value <= high:
+                return False
+        for position in self.texts:
+            value = values[position]
+            if isinstance(value, str) and "\x00" in value:
+                return False
+        return True
+
+    def params(self, values: Sequence[Any]) -> dict[str, Any]:
+        return dict(zip(self.names, values, strict=True))
+
+    def driver_args(self, id: Any, values: Sequence[Any]) -> list[Any]:
+        combined = (id, *values)
+        args = []
+        for position, process in zip(self.driver_order, self.driver_processors, strict=True):
+            value = combined[position]
+            args.append(value if process is None else process(value))
+        return args
+
+
+@dataclass(frozen=True, slots=True)
+class _Bound:
+    """A scope ready for one statement: its conditions and their parameter values."""
+
+    plan: _ScopePlan | None
+    clauses: tuple[ColumnElement[bool], ...] = ()
+    params: dict[str, Any] | None = None
+
+
+_UNSCOPED = _Bound(None)
 
 
 class Repository:
@@ -46,6 +118,7 @@ class Repository:
         }
         self._id_bounds = integer_bounds(resource.id_column.type)
         self._driver_get = _driver_sql(engine, self._get)
+        self._plans: dict[Hashable, _ScopePlan] = {}
 
     def _may_exist(self, id: Any) -> bool:
         """False for an integer id outside the id column's range: no row has it.
@@ -58,7 +131,9 @@ class Repository:
 
     # Reads -----------------------------------------------------------------------------
 
-    async def get(self, id: Any) -> Row | None:
+    async def get(self, id: Any, scope: RowScope | None = None) -> Row | None:
+        if scope is not None and not scope.unrestricted:
+            return await self._get_scoped(id, scope)
         if not self._may_exist(id):
             return None
         if self._driver_get is not None and isinstance(self.engine, ServiceEngine):
@@ -72,30 +147,60 @@ class Repository:
             row = (await conn.execute(self._get, {"id": id})).mappings().first()
         return dict(row) if row is not None else None
 
-    async def list(self, query: ListQuery) -> dict[str, Any]:
-        filtered = self._select.where(*query.conditions)
+    async def _get_scoped(self, id: Any, scope: RowScope) -> Row | None:
+        plan = self._reachable_plan(scope)
+        if plan is None or not self._may_exist(id):
+            return None
+        values = scope.values
+        if plan.driver_get is not None and isinstance(self.engine, ServiceEngine):
+            pool = await self.engine.driver_pool()
+            if pool is not None:
+                record = await pool.fetchrow(plan.driver_get, *plan.driver_args(id, values))
+                return dict(record) if record is not None else None
+        async with self._reader.connect() as conn:
+            result = await conn.execute(plan.get, {"id": id, **plan.params(values)})
+            row = result.mappings().first()
+        return dict(row) if row is not None else None
+
+    async def list(self, query: ListQuery, scope: RowScope | None = None) -> dict[str, Any]:
+        bound = self._bind(scope)
+        if bound is None:
+            return {"items": [], "total": 0, "next_cursor": None}
+        conditions = (*bound.clauses, *query.conditions)
+        filtered = self._select.where(*conditions)
         page = filtered.order_by(*order_by(query.sort, self.resource)).limit(query.limit + 1)
         if query.after is not None:
             page = page.where(after_condition(query.sort, query.after, self.resource))
         elif query.offset:
             page = page.offset(query.offset)
-        count = select(func.count()).select_from(self._table).where(*self._live, *query.conditions)
+        count = select(func.count()).select_from(self._table).where(*self._live, *conditions)
         async with self._reader.connect() as conn:
-            rows = [dict(r) for r in (await conn.execute(page)).mappings()]
-            total = (await conn.execute(count)).scalar_one()
+            rows = [dict(r) for r in (await conn.execute(page, bound.params)).mappings()]
+            total = (await conn.execute(count, bound.params)).scalar_one()
         next_cursor = None
         if len(rows) > query.limit:
             rows.pop()
             next_cursor = encode_cursor(rows[-1], query.sort)
         return {"items": rows, "total": total, "next_cursor": next_cursor}
 
-    async def exists(self, id: Any, conn: AsyncConnection | None = None) -> bool:
-        if not self._may_exist(id):
+    async def exists(
+        self, id: Any, conn: AsyncConnection | None = None, *, scope: RowScope | None = None
+    ) -> bool:
+        bound = self._bind(scope)
+        if bound is None or not self._may_exist(id):
             return False
+        statement, params = self._exists, {"id": id}
+        if bound.plan is not None:
+            statement, params = bound.plan.exists, {"id": id, **(bound.params or {})}
         if conn is not None:
-            return (await conn.execute(self._exists, {"id": id})).first() is not None
+            return (await conn.execute(statement, params)).first() is not None
         async with self._reader.connect() as own:
-            return (await own.execute(self._exists, {"id": id})).first() is not None
+            return (await own.execute(statement, params)).first() is not None
+
+    async def visible(self, id: Any, scope: RowScope | None = None) -> bool:
+        """Whether the row ``id`` exists within ``scope``: for relation fields pointing
+        at this entity (a row the caller cannot see is reported like a missing one)."""
+        return await self.exists(id, scope=scope)
 
     # Writes ----------------------------------------------------------------------------
 
@@ -136,69 +241,100 @@ class Repository:
         fetched = (await conn.execute(self._get, {"id": new_id})).mappings().one()
         return dict(fetched)
 
-    async def update(self, id: Any, changes: Mapping[str, Any]) -> Row | None:
-        if not self._may_exist(id):
+    async def update(
+        self, id: Any, changes: Mapping[str, Any], scope: RowScope | None = None
+    ) -> Row | None:
+        bound = self._bind(scope)
+        if bound is None or not self._may_exist(id):
             return None
         data = self._storable({**changes, "updated_at": utcnow()})
         statement = (
-            update(self._table).where(self.resource.id_column == id, *self._live).values(data)
+            update(self._table)
+            .where(self.resource.id_column == id, *self._live, *bound.clauses)
+            .values(data)
         )
         async with self.engine.begin() as conn:
             if conn.dialect.update_returning:
+                # The row as changed, even when the change moves it out of the scope.
                 returned = statement.returning(*self.resource.read_columns)
-                row = (await conn.execute(returned)).mappings().first()
+                row = (await conn.execute(returned, bound.params)).mappings().first()
                 return dict(row) if row is not None else None
-            result = await conn.execute(statement)
-            # MariaDB reports 0 matched rows when nothing changed: check existence.
-            if result.rowcount == 0 and not await self.exists(id, conn):
+            result = await conn.execute(statement, bound.params)
+            # MariaDB reports 0 matched rows when nothing changed: check existence (an
+            # unchanged row is still where the scope looks for it).
+            if result.rowcount == 0 and not await self.exists(id, conn, scope=scope):
                 return None
             fetched = (await conn.execute(self._get, {"id": id})).mappings().first()
             return dict(fetched) if fetched is not None else None
 
-    async def delete(self, id: Any) -> bool:
-        if not self._may_exist(id):
+    async def delete(self, id: Any, scope: RowScope | None = None) -> bool:
+        bound = self._bind(scope)
+        if bound is None or not self._may_exist(id):
             return False
         async with self.engine.begin() as conn:
             if self.resource.deleted_column is not None:
                 statement: Any = (
                     update(self._table)
-                    .where(self.resource.id_column == id, *self._live)
+                    .where(self.resource.id_column == id, *self._live, *bound.clauses)
                     .values(deleted_at=utcnow())
                 )
             else:
-                statement = delete(self._table).where(self.resource.id_column == id)
-            result = await conn.execute(statement)
+                statement = delete(self._table).where(self.resource.id_column == id, *bound.clauses)
+            result = await conn.execute(statement, bound.params)
             return bool(result.rowcount)
 
     # Many-to-many links ------------------------------------------------------------------
 
+    # ``scope`` limits the source rows (this entity), ``target_scope`` the rows linked to:
+    # a source outside its scope is 404 like a missing one, targets outside theirs are
+    # neither listed nor counted, and cannot be linked or unlinked.
+
     async def list_links(
-        self, link: Link, target: Repository, id: Any, limit: int, offset: int
+        self,
+        link: Link,
+        target: Repository,
+        id: Any,
+        limit: int,
+        offset: int,
+        *,
+        scope: RowScope | None = None,
+        target_scope: RowScope | None = None,
     ) -> dict[str, Any] | None:
+        if self._bind(scope) is None:
+            return None
+        target_bound = target._bind(target_scope)
         link_table = link.table
-        joined = target._select.join(
-            link_table, link_table.c[link.target_column] == target.resource.id_column
-        ).where(link_table.c[link.source_column] == id)
-        count = (
-            select(func.count())
-            .select_from(
-                link_table.join(
-                    target._table, link_table.c[link.target_column] == target.resource.id_column
-                )
-            )
-            .where(link_table.c[link.source_column] == id, *target._live)
-        )
+        on = link_table.c[link.target_column] == target.resource.id_column
+        source = link_table.c[link.source_column] == id
         async with self.engine.connect() as conn:
-            if not await self.exists(id, conn):
+            if not await self.exists(id, conn, scope=scope):
                 return None
+            if target_bound is None:
+                return {"items": [], "total": 0, "next_cursor": None}
+            joined = target._select.join(link_table, on).where(source, *target_bound.clauses)
+            count = (
+                select(func.count())
+                .select_from(link_table.join(target._table, on))
+                .where(source, *target._live, *target_bound.clauses)
+            )
             page = joined.order_by(target.resource.id_column).limit(limit).offset(offset)
-            rows = [dict(r) for r in (await conn.execute(page)).mappings()]
-            total = (await conn.execute(count)).scalar_one()
+            params = target_bound.params
+            rows = [dict(r) for r in (await conn.execute(page, params)).mappings()]
+            total = (await conn.execute(count, params)).scalar_one()
         return {"items": rows, "total": total, "next_cursor": None}
 
-    async def add_link(self, link: Link, target: Repository, id: Any, target_id: Any) -> None:
+    async def add_link(
+        self,
+        link: Link,
+        target: Repository,
+        id: Any,
+        target_id: Any,
+        *,
+        scope: RowScope | None = None,
+        target_scope: RowScope | None = None,
+    ) -> None:
         async with self.engine.begin() as conn:
-            await self._require(conn, id, target, target_id)
+            await self._require(conn, id, scope, target, target_id, target_scope)
             present = select(link.table.c[link.source_column]).where(
                 link.table.c[link.source_column] == id,
                 link.table.c[link.target_column] == target_id,
@@ -210,9 +346,18 @@ class Repository:
                     )
                 )
 
-    async def remove_link(self, link: Link, target: Repository, id: Any, target_id: Any) -> bool:
+    async def remove_link(
+        self,
+        link: Link,
+        target: Repository,
+        id: Any,
+        target_id: Any,
+        *,
+        scope: RowScope | None = None,
+        target_scope: RowScope | None = None,
+    ) -> bool:
         async with self.engine.begin() as conn:
-            await self._require(conn, id, target, target_id)
+            await self._require(conn, id, scope, target, target_id, target_scope)
             result = await conn.execute(
                 delete(link.table).where(
                     link.table.c[link.source_column] == id,
@@ -222,12 +367,103 @@ class Repository:
             return bool(result.rowcount)
 
     async def _require(
-        self, conn: AsyncConnection, id: Any, target: Repository, target_id: Any
+        self,
+        conn: AsyncConnection,
+        id: Any,
+        scope: RowScope | None,
+        target: Repository,
+        target_id: Any,
+        target_scope: RowScope | None,
     ) -> None:
-        if not await self.exists(id, conn):
+        if not await self.exists(id, conn, scope=scope):
             raise Problem(404, f"No {self.resource.name} with id {id}.")
-        if not await target.exists(target_id, conn):
+        if not await target.exists(target_id, conn, scope=target_scope):
             raise Problem(404, f"No {target.resource.name} with id {target_id}.")
+
+    # Scopes ------------------------------------------------------------------------------
+
+    def _bind(self, scope: RowScope | None) -> _Bound | None:
+        """``scope`` ready to AND into a statement; None when it matches no row, which is
+        known without the database (an empty scope, or a value no column can hold)."""
+        if scope is None or scope.unrestricted:
+            return _UNSCOPED
+        plan = self._reachable_plan(scope)
+        if plan is None:
+            return None
+        return _Bound(plan, plan.clauses, plan.params(scope.values))
+
+    def _reachable_plan(self, scope: RowScope) -> _ScopePlan | None:
+        """The plan of a restricting ``scope``, or None when it matches no row."""
+        if scope.empty:
+            return None
+        plan = self._plans.get(scope.shape)
+        if plan is None:
+            plan = self._plan(scope)
+        return plan if plan.reachable(scope.values) else None
+
+    def _plan(self, scope: RowScope) -> _ScopePlan:
+        columns = [name for name, _ in scope.equals]
+        for name, values in scope.any_of:
+            columns.extend([name] * len(values))
+        unknown = [name for name in columns if name not in self._table.c]
+        if unknown:
+            raise ValueError(f"{self.resource.name} has no column {unknown[0]!r} to scope by")
+        names = tuple(f"_scope_{n}" for n in range(len(columns)))
+        params = [
+            bindparam(name, type_=self._table.c[column].type)
+            for name, column in zip(names, columns, strict=True)
+        ]
+        clauses: list[ColumnElement[bool]] = []
+        position = 0
+        for name, _ in scope.equals:
+            clauses.append(self._equal(name, params[position]))
+            position += 1
+        for name, values in scope.any_of:
+            clauses.append(self._one_of(name, params[position : position + len(values)]))
+            position += len(values)
+        get = self._get.where(*clauses)
+        bounds = []
+        texts = []
+        for position, column in enumerate(columns):
+            if (limits := self._integer_bounds.get(column)) is not None:
+                bounds.append((position, *limits))
+            if self._is_text(column):
+                texts.append(position)
+        driver = _driver_plan(self.engine, get, names)
+        plan = _ScopePlan(
+            names=names,
+            clauses=tuple(clauses),
+            get=get,
+            exists=self._exists.where(*clauses),
+            bounds=tuple(bounds),
+            texts=tuple(texts),
+            driver_get=driver[0] if driver else None,
+            driver_order=driver[1] if driver else (),
+            driver_processors=driver[2] if driver else (),
+        )
+        if len(self._plans) >= _SCOPE_PLAN_LIMIT:
+            self._plans.clear()
+        self._plans[scope.shape] = plan
+        return plan
+
+    def _equal(self, name: str, param: Any) -> ColumnElement[bool]:
+        column = self._table.c[name]
+        if self._is_text(name):
+            # Exact on MariaDB too, whose collations ignore case and trailing spaces: a
+            # tenant 'Acme' must not reach the rows of tenant 'acme '.
+            return _exact_text(column, lambda c: c == param, use_index=True)
+        equal: ColumnElement[bool] = column == param
+        return equal
+
+    def _one_of(self, name: str, params: Sequence[Any]) -> ColumnElement[bool]:
+        column = self._table.c[name]
+        if self._is_text(name):
+            return _exact_text(column, lambda c: c.in_(params), use_index=True)
+        return column.in_(params)
+
+    def _is_text(self, name: str) -> bool:
+        target = self.resource.filters.get(name)
+        return target is not None and target.python_type is str
 
 
 # Values some supported database (or the JSON encoder) cannot hold are refused up front,
@@ -284,6 +520,27 @@ def _json_problem(document: Any) -> str | None:
         elif _is_integer(value) and not _JSON_INTEGERS[0] <= value <= _JSON_INTEGERS[1]:
             return "may not contain integers wider than 64 bits"
     return None
+
+
+def _driver_plan(
+    engine: AsyncEngine, statement: Select[Any], names: Sequence[str]
+) -> tuple[str, tuple[int, ...], tuple[BindProcessor | None, ...]] | None:
+    """A scoped GET as asyncpg SQL: the SQL, which of (id, *values) each $n takes,
+    and the bind processor SQLAlchemy would apply to it; None for other drivers."""
+    if engine.dialect.driver != "asyncpg":
+        return None
+    dialect: Dialect = engine.dialect
+    compiled = statement.compile(dialect=dialect)
+    positions = {"id": 0, **{name: n + 1 for n, name in enumerate(names)}}
+    order = list(compiled.positiontup or ())
+    if any(name not in positions for name in order):
+        return None
+    binds = compiled.binds
+    processors = tuple(
+        binds[name].type.dialect_impl(dialect).bind_processor(dialect) if name != "id" else None
+        for name in order
+    )
+    return compiled.string, tuple(positions[name] for name in order), processors
 
 
 def _driver_sql(engine: AsyncEngine, statement: Select[Any]) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -12,8 +12,10 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import HTMLResponse, Response
 
+from .auth.tokens import TokenVerifier
 from .jsonio import JSONBytes
 from .problems import install_problem_handlers, problem_response
 from .repository import Repository
@@ -36,10 +38,14 @@ def create_service_app(
     engine: AsyncEngine,
     routers: Iterable[APIRouter] = (),
     ready_timeout: float = 2.0,
+    token_verifier: TokenVerifier | None = None,
+    cors_origins: Sequence[str] = (),
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        if token_verifier is not None:
+            await token_verifier.aclose()
         await engine.dispose()
 
     app = FastAPI(
@@ -53,6 +59,16 @@ def create_service_app(
         redoc_url=None,
     )
     app.state.engine = engine  # for tests and user code; routes get repositories directly
+    app.state.token_verifier = token_verifier  # read by runtime.auth.authenticate
+    if cors_origins:
+        # Closed unless origins are configured: browsers elsewhere cannot call the API.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match"],
+        )
     install_problem_handlers(app)
     app.include_router(health_router(engine, ready_timeout))
     app.include_router(docs_router(app))

@@ -17,6 +17,8 @@ class ServiceSettings(BaseSettings):
     database_url: str = ""
     echo_sql: bool = False
     pool_size: int = Field(10, ge=1, le=1000)
+    # Browser origins allowed to call the service directly (a JSON list); none by default.
+    cors_origins: list[str] = Field(default_factory=list)
 
     @field_validator("database_url")
     @classmethod
@@ -25,6 +27,28 @@ class ServiceSettings(BaseSettings):
         if problem is not None:
             raise ValueError(problem)
         return value
+
+
+class AuthSettings(BaseSettings):
+    """How a service checks tokens; every field has a generated default but the JWKS source."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    auth_issuer: str = ""
+    auth_audience: str = ""
+    # Where the identity service publishes its public keys (`microforge up` sets it) ...
+    auth_jwks_url: str = ""
+    # ... or a JWKS document on disk, for tests and for air-gapped deployments.
+    auth_jwks_file: str = ""
+
+
+class IdentitySettings(AuthSettings):
+    """The identity service also signs: its private keys live in this folder."""
+
+    auth_key_dir: str = ""
+    # Proxies in front of the service that append to X-Forwarded-For (the gateway is one);
+    # login throttling per client address trusts only that many hops.
+    auth_trusted_proxy_hops: int = Field(0, ge=0, le=10)
 
 
 def data_dir(project_root: Path) -> Path:

@@ -10,7 +10,18 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from .errors import Path, SpecError, SpecIssue, suggest
-from .model import FIELD_MODELS, FIELD_TYPES, Entity, ReferenceField, Service, Spec
+from .model import (
+    FIELD_MODELS,
+    FIELD_TYPES,
+    Auth,
+    Entity,
+    EntityAccess,
+    FieldAccess,
+    LoginThrottle,
+    ReferenceField,
+    Service,
+    Spec,
+)
 from .validate import validate_spec
 from .yaml_source import Source, parse_yaml
 
@@ -68,10 +79,18 @@ def _model_at(path: Path, data: Any) -> type[BaseModel] | None:
     n = len(path)
     if n == 0:
         return Spec
+    if path == ("auth",):
+        return Auth
+    if path == ("auth", "login_throttle"):
+        return LoginThrottle
     if n == 2 and path[0] == "services":
         return Service
     if n == 4 and path[2] == "entities":
         return Entity
+    if n == 5 and path[2] == "entities" and path[4] == "access":
+        return EntityAccess
+    if n == 7 and path[4] == "fields" and path[6] == "access":
+        return FieldAccess
     if n == 6 and path[4] == "fields":
         node = _node(data, path)
         kind = (

@@ -9,13 +9,56 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, WrapValidator, model_validator
+from pydantic_core import PydanticCustomError
+
+from .errors import suggest
 
 Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+RoleList = list[Identifier]
+_RULE_WORDS = ("public", "authenticated")
+_ROLE_LIST: TypeAdapter[list[str]] = TypeAdapter(RoleList)
+
+
+def _action_rule(value: Any, handler: Any) -> Any:
+    # Validated here rather than by the plain union, whose errors would name each union
+    # member (`read.literal[...]`, `read.list[...]`) instead of the path the user wrote.
+    if isinstance(value, list):
+        return _ROLE_LIST.validate_python(value)  # errors keep their `[index]`
+    if isinstance(value, str) and value in _RULE_WORDS:
+        return value
+    hint = suggest(value, _RULE_WORDS) if isinstance(value, str) else ""
+    raise PydanticCustomError(
+        "action_rule",
+        "expected `public`, `authenticated` or a list of roles{hint}",
+        {"hint": hint},
+    )
+
+
+ActionRule = Annotated[Literal["public", "authenticated"] | RoleList, WrapValidator(_action_rule)]
+_ACTION = (
+    "Who may {}: `public` (anyone, no token), `authenticated` (any valid token) or a list of "
+    "roles. Default: the auth section's admin_roles."
+)
+
+
+class FieldAccess(_Strict):
+    """Roles that may see or set one field; omitted means whoever the entity rules allow."""
+
+    read: RoleList | None = Field(
+        None, description="Roles that see the field in responses; others get it left out."
+    )
+    write: RoleList | None = Field(
+        None,
+        description="Roles that may set the field on create or update; others get 403 "
+        "naming the field. An empty list makes it read-only through the API.",
+    )
 
 
 class _Column(_Strict):
@@ -38,6 +81,7 @@ class _Column(_Strict):
     sortable: bool = Field(True, description="Allow `sort=` on this field in list queries.")
     description: str | None = Field(None, description="Shown in the OpenAPI docs.")
     example: Any = Field(None, description="Example value for docs and generated tests.")
+    access: FieldAccess | None = Field(None, description="Field-level read and write rules.")
 
 
 _SEARCHABLE = "Included in the free-text `q=` list filter (case-insensitive substring match)."
@@ -191,6 +235,7 @@ class RelationField(_Strict):
     indexed: bool = Field(True, description="Add a database index on the `<field>_id` column.")
     sortable: bool = Field(True, description="Allow `sort=<field>_id` in list queries.")
     description: str | None = Field(None, description="Shown in the OpenAPI docs.")
+    access: FieldAccess | None = Field(None, description="Field-level read and write rules.")
 
 
 class ReferenceField(_Strict):
@@ -205,6 +250,7 @@ class ReferenceField(_Strict):
     indexed: bool = Field(True, description="Add a database index on this column.")
     sortable: bool = Field(True, description="Allow `sort=` on this field in list queries.")
     description: str | None = Field(None, description="Shown in the OpenAPI docs.")
+    access: FieldAccess | None = Field(None, description="Field-level read and write rules.")
 
 
 FieldSpec = Annotated[
@@ -249,6 +295,41 @@ FIELD_MODELS: dict[str, type[BaseModel]] = {
 FIELD_TYPES = tuple(FIELD_MODELS)
 
 
+class EntityAccess(_Strict):
+    """Who may do what to an entity's rows; needs the top-level `auth` section."""
+
+    create: ActionRule | None = Field(None, description=_ACTION.format("create rows"))
+    read: ActionRule | None = Field(None, description=_ACTION.format("get one row by id"))
+    list: ActionRule | None = Field(
+        None, description=_ACTION.format("list rows") + " Default here: the read rule."
+    )
+    update: ActionRule | None = Field(
+        None, description=_ACTION.format("update rows and change many-to-many links")
+    )
+    delete: ActionRule | None = Field(None, description=_ACTION.format("delete rows"))
+    own: str | None = Field(
+        None,
+        description="Owner field: callers outside all_rows only reach rows whose field holds "
+        "their user id, and rows they create get it. A reference to the user entity, a "
+        "relation to it inside the identity service, or `id` on the user entity itself.",
+    )
+    where: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Rows callers outside all_rows see: field: value (or a list of values), "
+        "e.g. `{status: active}`.",
+    )
+    all_rows: RoleList = Field(
+        # not `list`: inside this class that name is the list action's rule
+        default_factory=lambda: [],
+        description="Roles exempt from `own` and `where` (not from tenant).",
+    )
+    tenant: bool = Field(
+        False,
+        description="Rows belong to the caller's tenant (a `tenant_id` column set on create); "
+        "no request reaches another tenant's rows. Needs `auth.tenancy: true`.",
+    )
+
+
 class Entity(_Strict):
     """One table and one REST collection."""
 
@@ -277,6 +358,9 @@ class Entity(_Strict):
     )
     fields: dict[str, FieldSpec] = Field(
         description="The fields by name; `name: string` is shorthand for `name: {type: string}`."
+    )
+    access: EntityAccess | None = Field(
+        None, description="Access rules; without them only auth.admin_roles may use the entity."
     )
     seed: list[dict[str, Any]] = Field(
         default_factory=list,
@@ -308,6 +392,59 @@ class Service(_Strict):
     entities: dict[str, Entity] = Field(description="The entities by PascalCase name.")
 
 
+class LoginThrottle(_Strict):
+    """Brute-force protection of login."""
+
+    attempts: int = Field(
+        5, ge=1, le=1000, description="Failed logins allowed per e-mail within the window."
+    )
+    window: int = Field(
+        900, ge=1, le=86400, description="Seconds the failures are counted over (and locked)."
+    )
+
+
+class Auth(_Strict):
+    """Identity and access control for every service of the project."""
+
+    service: Identifier = Field(
+        description="The identity service: it owns the users, signs the tokens and serves "
+        "/auth (signup, login, refresh, API keys) and the JWKS."
+    )
+    user_entity: str = Field(
+        "User",
+        description="The entity of the identity service holding users; it needs a unique "
+        "`email` field (the login name) and uuid ids.",
+    )
+    roles: RoleList = Field(description="Every role a user or API key may hold.")
+    admin_roles: RoleList = Field(
+        default_factory=lambda: ["admin"],
+        description="Roles that manage users' roles and API keys; the default rule of every "
+        "entity action.",
+    )
+    signup: bool = Field(True, description="Anyone may create an account at /auth/signup.")
+    signup_roles: RoleList = Field(
+        default_factory=list, description="Roles a new account gets at signup."
+    )
+    tenancy: bool = Field(
+        False,
+        description="Tokens carry a tenant claim (each signup starts a new tenant) and "
+        "entities with `access.tenant: true` are isolated per tenant.",
+    )
+    access_token_ttl: int = Field(
+        900, ge=60, le=86400, description="Seconds an access token (JWT) stays valid."
+    )
+    refresh_token_ttl: int = Field(
+        1209600,
+        ge=300,
+        le=31536000,
+        description="Seconds a refresh token stays valid; each refresh rotates it.",
+    )
+    login_throttle: LoginThrottle = Field(
+        default_factory=lambda: LoginThrottle(),
+        description="How many failed logins lock an e-mail address, and for how long.",
+    )
+
+
 class Spec(_Strict):
     model_config = ConfigDict(
         extra="forbid",
@@ -320,4 +457,8 @@ class Spec(_Strict):
     version: str = Field("0.1.0", description="Version shown in the OpenAPI docs.")
     services: dict[str, Service] = Field(
         description="The services by lowercase name: one bounded context (and database) each."
+    )
+    auth: Auth | None = Field(
+        None,
+        description="Identity and access control; without it every endpoint is public.",
     )

@@ -22,7 +22,9 @@ NOTICE = (
     "do not edit by hand. -->"
 )
 # Options every stored scalar field has; listed after the options of the type itself.
-COMMON = ("required", "unique", "default", "indexed", "sortable", "description", "example")
+COMMON = (
+    "required", "unique", "default", "indexed", "sortable", "description", "example", "access",
+)  # fmt: skip
 
 
 def render_reference(schema: dict[str, Any]) -> str:
@@ -33,6 +35,15 @@ def render_reference(schema: dict[str, Any]) -> str:
         _section("Top level", schema.get("description", ""), schema, schema),
         _section("Service", defs["Service"].get("description", ""), defs["Service"], schema),
         _section("Entity", defs["Entity"].get("description", ""), defs["Entity"], schema),
+        *(
+            _section(title, defs[name].get("description", ""), defs[name], schema)
+            for title, name in (
+                ("Auth", "Auth"),
+                ("Login throttle", "LoginThrottle"),
+                ("Entity access", "EntityAccess"),
+                ("Field access", "FieldAccess"),
+            )
+        ),
         "### Field types\n\nEvery field is a mapping with a `type`; the other keys are the "
         "options of that type. `name: <type>` is shorthand for `name: {type: <type>}` "
         f"(for {_shorthand_types(schema)}).",

@@ -31,6 +31,7 @@ from .model import (
     TextField,
 )
 from .naming import pluralize, snake
+from .validate_auth import validate_auth
 from .yaml_source import Source
 
 AUTOMATIC_FIELDS = {"id", "created_at", "updated_at", "deleted_at", "version"}
@@ -145,6 +146,7 @@ def validate_spec(spec: Spec, source: Source) -> list[SpecIssue]:
             _check_seed(spec, service_name, entity, epath, err)
         _check_tables(service.entities, spath, err)
         _check_required_cycles(service_name, service.entities, err)
+    validate_auth(spec, err, _check_value)
     return issues
 
 
