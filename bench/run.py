@@ -109,10 +109,15 @@ class Options:
     command: str
 
 
-def parse_options(argv: Sequence[str]) -> Options:
-    parser = argparse.ArgumentParser(
-        prog="bench/run", description="Generated catalog service vs a hand-written FastAPI app."
-    )
+def make_parser(
+    prog: str = "bench/run",
+    description: str = "Generated catalog service vs a hand-written FastAPI app.",
+    *,
+    output: Path = DEFAULT_OUTPUT,
+    generate: bool = True,
+) -> argparse.ArgumentParser:
+    """The options every benchmark of bench/ takes (bench/auth.py too, without generate)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (10)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
     parser.add_argument("--only", choices=("sqlite", "postgres"), help="one database only")
@@ -124,16 +129,20 @@ def parse_options(argv: Sequence[str]) -> Options:
     )
     parser.add_argument("--products", type=int, default=10_000, help="seeded products (10000)")
     parser.add_argument("--categories", type=int, default=20, help="seeded categories (20)")
-    parser.add_argument(
-        "--generate-runs", type=int, default=3, help="timed `microforge generate` runs (3; 0: skip)"
-    )
+    if generate:
+        parser.add_argument(
+            "--generate-runs",
+            type=int,
+            default=3,
+            help="timed `microforge generate` runs (3; 0: skip)",
+        )
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get("BENCH_POSTGRES_URL"),
         help="admin SQLAlchemy URL of a PostgreSQL server able to CREATE DATABASE "
         "(default: $BENCH_POSTGRES_URL; bench/run starts a throwaway server)",
     )
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="markdown file")
+    parser.add_argument("--output", type=Path, default=output, help="markdown file")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     parser.add_argument(
         "--retries",
@@ -147,7 +156,13 @@ def parse_options(argv: Sequence[str]) -> Options:
         default=60,
         help="seconds to wait for an idle machine before each measured run (60)",
     )
+    return parser
+
+
+def parse_options(argv: Sequence[str], parser: argparse.ArgumentParser | None = None) -> Options:
+    parser = parser or make_parser()
     args = parser.parse_args(argv)
+    args.generate_runs = getattr(args, "generate_runs", 0)
     for name in ("duration", "connections", "rounds", "products", "categories"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
@@ -156,7 +171,7 @@ def parse_options(argv: Sequence[str]) -> Options:
     if args.only != "sqlite" and not args.postgres_url:
         parser.error("PostgreSQL needs --postgres-url (or $BENCH_POSTGRES_URL), or --only sqlite")
     command = os.environ.get("BENCH_COMMAND") or " ".join(
-        ["python", "bench/run.py", *(str(a) for a in argv)]
+        ["python", f"bench/{Path(sys.argv[0]).name}", *(str(a) for a in argv)]
     )
     return Options(
         duration=args.duration,
@@ -502,7 +517,9 @@ def run_wrk(
     connections: int,
     tag: str,
     watch: CpuWatch,
+    headers: Sequence[str] = (),
 ) -> tuple[WrkResult, str]:
+    """One wrk run; `headers` ("Name: value") go with every request (wrk -H)."""
     if scenario.mode == "get":
         script_args = ["get", str(files.product_ids)]
         url = f"{server.url}/products"
@@ -522,6 +539,7 @@ def run_wrk(
         f"-d{seconds}s",
         "--latency",
         f"--timeout={WRK_TIMEOUT}s",
+        *(option for header in headers for option in ("-H", header)),
         "-s",
         str(LUA),
         url,
@@ -552,6 +570,7 @@ def measure(
     options: Options,
     tag: str,
     watch: CpuWatch,
+    headers: Sequence[str] = (),
 ) -> WrkResult:
     """A measured run on a quiet core 0; repeated (up to --retries) if others used it."""
     best: WrkResult | None = None
@@ -565,6 +584,7 @@ def measure(
             options.connections,
             f"{tag}-a{attempt}",
             watch,
+            headers,
         )
         if best is None or result.foreign_cpu < best.foreign_cpu:
             best = result
@@ -590,17 +610,25 @@ seed_categories = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True)),
     sa.Column("updated_at", sa.DateTime(timezone=True)),
 )
-seed_products = sa.Table(
-    "products",
-    seed_metadata,
-    sa.Column("id", sa.Uuid(), primary_key=True),
-    sa.Column("name", sa.String(200)),
-    sa.Column("price", sa.Numeric(10, 2)),
-    sa.Column("status", sa.String(7)),
-    sa.Column("stock", sa.Integer()),
-    sa.Column("category_id", sa.Uuid()),
-    sa.Column("created_at", sa.DateTime(timezone=True)),
-    sa.Column("updated_at", sa.DateTime(timezone=True)),
+
+
+def _product_columns() -> list[sa.Column[Any]]:
+    return [
+        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column("name", sa.String(200)),
+        sa.Column("price", sa.Numeric(10, 2)),
+        sa.Column("status", sa.String(7)),
+        sa.Column("stock", sa.Integer()),
+        sa.Column("category_id", sa.Uuid()),
+        sa.Column("created_at", sa.DateTime(timezone=True)),
+        sa.Column("updated_at", sa.DateTime(timezone=True)),
+    ]
+
+
+seed_products = sa.Table("products", seed_metadata, *_product_columns())
+# bench/auth.py's row-scoped variant: the same products with an owner reference column.
+seed_owned_products = sa.Table(
+    "products", sa.MetaData(), *_product_columns(), sa.Column("owner_id", sa.Uuid())
 )
 
 
@@ -658,9 +686,14 @@ def write_data_files(seed: SeedData, folder: Path) -> DataFiles:
     return files
 
 
-async def insert_seed(url: str, seed: SeedData) -> None:
-    """Direct inserts (no HTTP), in one transaction; SQLite stores naive UTC like both apps."""
+async def insert_seed(url: str, seed: SeedData, owner: uuid.UUID | None = None) -> None:
+    """Direct inserts (no HTTP), in one transaction; SQLite stores naive UTC like both apps.
+
+    With `owner`, every product gets it in an `owner_id` column (bench/auth.py).
+    """
     naive = make_url(url).get_backend_name() == "sqlite"
+    products = seed_products if owner is None else seed_owned_products
+    extra = {} if owner is None else {"owner_id": owner}
 
     def adapt(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not naive:
@@ -681,9 +714,11 @@ async def insert_seed(url: str, seed: SeedData) -> None:
             batch = 2000
             for start in range(0, len(seed.products), batch):
                 rows = adapt(seed.products[start : start + batch])
-                await conn.execute(sa.insert(seed_products), rows)
+                if extra:
+                    rows = [{**row, **extra} for row in rows]
+                await conn.execute(sa.insert(products), rows)
         async with engine.connect() as conn:
-            counting = sa.select(sa.func.count()).select_from(seed_products)
+            counting = sa.select(sa.func.count()).select_from(products)
             count = (await conn.execute(counting)).scalar_one()
             # Fresh planner statistics, as a long-running database would have.
             await conn.execute(sa.text("ANALYZE"))
@@ -754,13 +789,27 @@ def app_setups(database_urls: dict[str, str], generated_service: Path) -> dict[s
     return setups
 
 
+def migrate(service: Path, env: dict[str, str]) -> None:
+    """A generated service's schema, by its Alembic migrations."""
+    command = [sys.executable, "-m", "alembic", "-c", "alembic.ini", "upgrade", "head"]
+    run_checked(command, cwd=service, env=env)
+
+
 def create_schema(setup: AppSetup) -> None:
     if setup.app == "generated":
-        command = [sys.executable, "-m", "alembic", "-c", "alembic.ini", "upgrade", "head"]
+        migrate(setup.cwd, setup.env)
     else:
         # handwritten: Base.metadata.create_all; ceiling: its CREATE TABLE statements
-        command = [sys.executable, "app.py"]
-    run_checked(command, cwd=setup.cwd, env=setup.env)
+        run_checked([sys.executable, "app.py"], cwd=setup.cwd, env=setup.env)
+
+
+def expected_list(seed: SeedData) -> list[dict[str, Any]]:
+    """The seeded products LIST_PATH matches, in its order (all of them, not one page)."""
+    return sorted(
+        (p for p in seed.products if p["status"] == "active" and p["price"] < 50),
+        key=lambda p: (p["price"], p["id"]),
+        reverse=True,
+    )
 
 
 def check_answers(servers: dict[str, Server], seed: SeedData, tag: str) -> None:
@@ -811,11 +860,7 @@ def check_answers(servers: dict[str, Server], seed: SeedData, tag: str) -> None:
             "prices": [Decimal(item["price"]) for item in listed["items"]],
             "total": listed["total"],
         }
-    expected = sorted(
-        (p for p in seed.products if p["status"] == "active" and p["price"] < 50),
-        key=lambda p: (p["price"], p["id"]),
-        reverse=True,
-    )
+    expected = expected_list(seed)
     for app, answer in answers.items():
         if answer["total"] != len(expected) or len(answer["ids"]) != 20:
             raise BenchError(f"{app}: list total {answer['total']}, expected {len(expected)}")
@@ -1048,13 +1093,13 @@ def cpu_summary(measured: Measured) -> str:
     return "Median app CPU µs per request: " + "; ".join(parts) + "."
 
 
-def rounds_table(measured: Measured) -> list[str]:
+def rounds_table(measured: Measured, scenarios: Sequence[Scenario] = SCENARIOS) -> list[str]:
     lines = [
         "| scenario | app | req/s of each round | app CPU µs/request | app's share of core 0 "
         "| others (cores) | core 1 busy |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for scenario in SCENARIOS:
+    for scenario in scenarios:
         for app in measured.apps:
             runs = measured.rounds[(scenario.key, app)]
             values = ", ".join(f"{r.requests_per_s:,.0f}" for r in runs)
@@ -1069,20 +1114,15 @@ def rounds_table(measured: Measured) -> list[str]:
     return lines
 
 
-def render(
+def setting_lines(
     options: Options,
-    results: dict[str, Measured],
     pg_version: str | None,
-    generate: tuple[list[float], str] | None,
     started: dt.datetime,
     loads: tuple[str, str],
     source: str,
-) -> str:
-    titles = {"sqlite": "SQLite (one file per app, WAL)", "postgres": "PostgreSQL"}
-    out = [
-        "# microforge benchmark: generated service vs hand-written FastAPI + SQLAlchemy "
-        "(and a Starlette + asyncpg ceiling on PostgreSQL)",
-        "",
+) -> list[str]:
+    """Command, moment, source, machine, versions and load generator: the report's head."""
+    return [
         f"- Command: `{options.command}`",
         f"- Started: {started:%Y-%m-%d %H:%M} UTC; microforge source: {source}",
         f"- Machine: {cpu_model()}, {os.cpu_count()} cores, "
@@ -1099,6 +1139,24 @@ def render(
         f"- wrk {wrk_version()}: `taskset -c {WRK_CORE} wrk -t1 -c{options.connections} "
         f"-d{options.duration}s --latency --timeout={WRK_TIMEOUT}s`; "
         f"apps: `taskset -c {APP_CORE} uvicorn {' '.join(UVICORN_OPTIONS)}`",
+    ]
+
+
+def render(
+    options: Options,
+    results: dict[str, Measured],
+    pg_version: str | None,
+    generate: tuple[list[float], str] | None,
+    started: dt.datetime,
+    loads: tuple[str, str],
+    source: str,
+) -> str:
+    titles = {"sqlite": "SQLite (one file per app, WAL)", "postgres": "PostgreSQL"}
+    out = [
+        "# microforge benchmark: generated service vs hand-written FastAPI + SQLAlchemy "
+        "(and a Starlette + asyncpg ceiling on PostgreSQL)",
+        "",
+        *setting_lines(options, pg_version, started, loads, source),
         f"- Data: {options.products:,} products over {options.categories} categories per app "
         f"and database; {options.warmup}s warm-up per app and scenario; "
         f"{options.rounds} round(s), the app going first rotating; medians shown",

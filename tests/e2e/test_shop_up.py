@@ -23,7 +23,7 @@ from microforge.runner.ports import free_port, port_is_free
 from microforge.spec import load_spec
 
 READY_DEADLINE_S = 90.0
-ADMIN_EMAIL = "admin@shop.test"
+ADMIN_EMAIL = "admin@shop.example.com"
 ADMIN_PASSWORD = "correct horse battery staple"
 CUSTOMER_PASSWORD = "a long enough passphrase"
 
@@ -167,8 +167,8 @@ async def test_every_entity_of_every_service_through_the_gateway(
 
 def test_customers_see_only_their_own_orders(gateway: tuple[str, Any]) -> None:
     base, _ = gateway
-    alice_id, alice = _signup(base, "alice@shop.test")
-    _, bob = _signup(base, "bob@shop.test")
+    alice_id, alice = _signup(base, "alice@shop.example.com")
+    _, bob = _signup(base, "bob@shop.example.com")
     order = {
         "number": "E2E-1",
         "total": "10.00",
@@ -194,7 +194,7 @@ def test_anyone_reads_active_products_and_staff_see_drafts(gateway: tuple[str, A
     everything = httpx.get(f"{base}/catalog/products", headers=staff).json()
     assert everything["total"] > public["total"]
     customer = httpx.post(
-        f"{base}/catalog/tags", json={"name": "sale"}, headers=_signup(base, "c@shop.test")[1]
+        f"{base}/catalog/tags", json={"name": "sale"}, headers=_signup(base, "c@shop.example.com")[1]
     )
     assert customer.status_code == 403
 

@@ -72,10 +72,15 @@ def create(
     password_stdin: Annotated[
         bool, typer.Option(help="Read the password from standard input instead of a prompt.")
     ] = False,
+    tenant: Annotated[
+        str | None,
+        typer.Option(help="The user's tenant (with auth.tenancy; default: a new tenant)."),
+    ] = None,
     out: OutOpt = None,
 ) -> None:
     """Create a user with the given roles, e.g. the first admin."""
     from microforge.runner.project_tasks import TaskError, create_user
+    from microforge.runtime.ids import uuid7
 
     from .main import _fail, _generate, _migrate, _say, _task_env
 
@@ -91,6 +96,11 @@ def create(
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     spec, folder = _generate(project, out)
     service = _identity(spec)
+    assert spec.auth is not None
+    if tenant is not None and not spec.auth.tenancy:
+        raise _fail("--tenant needs `auth.tenancy: true` in the spec.", 2)
+    if spec.auth.tenancy and tenant is None:
+        tenant = str(uuid7())
     _migrate(spec, folder)
     try:
         user_id = create_user(
@@ -101,7 +111,12 @@ def create(
             password=password,
             roles=role,
             fields=fields,
+            tenant=tenant,
         )
     except TaskError as exc:
         raise _fail(f"Cannot create the user: {exc}") from None
-    _say(f"Created user {user_id} ({email}) with roles {', '.join(role)}.", color="green")
+    in_tenant = f" in tenant {tenant}" if tenant else ""
+    _say(
+        f"Created user {user_id} ({email}) with roles {', '.join(role)}{in_tenant}.",
+        color="green",
+    )

@@ -35,6 +35,9 @@ class AuthPlan:
     throttle_window: int
     issuer: str
     audience: str
+    # User fields a new account may not set at signup: their write rule leaves out the
+    # signup roles (signup is not a back door around field rules).
+    signup_forbidden: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -91,6 +94,13 @@ def auth_plan(spec: Spec) -> AuthPlan | None:
         throttle_window=auth.login_throttle.window,
         issuer=project_issuer(spec.name),
         audience=project_audience(spec.name),
+        signup_forbidden=[
+            f"{name}_id" if isinstance(f, RelationField) else name
+            for name, f in user.fields.items()
+            if f.access is not None
+            and f.access.write is not None
+            and not set(f.access.write) & set(auth.signup_roles)
+        ],
     )
 
 

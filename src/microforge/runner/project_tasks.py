@@ -69,6 +69,7 @@ def create_user(
     password: str,
     roles: list[str],
     fields: dict[str, str],
+    tenant: str | None = None,
 ) -> str:
     """Create a user who can log in, in the identity service's database; returns its id.
 
@@ -105,6 +106,7 @@ def create_user(
                     password,
                     roles,
                     values,
+                    tenant=tenant,
                     known_roles=config.roles,
                 )
             finally:
