@@ -194,7 +194,9 @@ def test_anyone_reads_active_products_and_staff_see_drafts(gateway: tuple[str, A
     everything = httpx.get(f"{base}/catalog/products", headers=staff).json()
     assert everything["total"] > public["total"]
     customer = httpx.post(
-        f"{base}/catalog/tags", json={"name": "sale"}, headers=_signup(base, "c@shop.example.com")[1]
+        f"{base}/catalog/tags",
+        json={"name": "sale"},
+        headers=_signup(base, "c@shop.example.com")[1],
     )
     assert customer.status_code == 403
 

@@ -27,6 +27,10 @@ class TaskError(RuntimeError):
 def service_context(service_dir: Path, env: dict[str, str]) -> Iterator[None]:
     """Import path and environment of one service, restored afterwards."""
     saved_env = dict(os.environ)
+    packages = [p.name for p in service_dir.glob("*_service") if p.is_dir()]
+    # Another project's service of the same name may have been imported before (tests,
+    # `users create` after `seed`): its modules would point at that project's files.
+    _forget(packages)
     sys.path.insert(0, str(service_dir))
     os.environ.update(env)
     try:
@@ -35,6 +39,13 @@ def service_context(service_dir: Path, env: dict[str, str]) -> Iterator[None]:
         sys.path.remove(str(service_dir))
         os.environ.clear()
         os.environ.update(saved_env)
+        _forget(packages)
+
+
+def _forget(packages: list[str]) -> None:
+    for name in list(sys.modules):
+        if name.partition(".")[0] in packages:
+            del sys.modules[name]
 
 
 def migrate(service_dir: Path, env: dict[str, str]) -> str:
