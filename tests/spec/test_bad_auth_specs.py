@@ -939,6 +939,27 @@ CASES = [
         "needs `auth.tenancy: true`",
     ),
     case(
+        "tenant-with-seed-rows",
+        """
+        name: shop
+        auth: {service: identity, roles: [admin], tenancy: true}
+        services:
+          identity:
+            entities:
+              User: {fields: {email: {type: email, unique: true}}}
+          catalog:
+            entities:
+              Product:
+                access:
+                  tenant: true #<
+                fields: {name: string}
+                seed:
+                  - {name: Lamp}
+        """,
+        f"{P}.access.tenant",
+        "seed rows cannot name",
+    ),
+    case(
         "tenant-with-a-tenant-id-field",
         """
         name: shop

@@ -46,10 +46,18 @@ class MountedService:
         return engine
 
 
+def _drop_modules(package: str) -> None:
+    for name in [m for m in sys.modules if m == package or m.startswith(f"{package}.")]:
+        del sys.modules[name]
+
+
 def _import_service(service_dir: Path) -> tuple[ModuleType, ModuleType, sa.MetaData]:
     package = f"{service_dir.name}_service"
+    # Another test may have imported a service of the same name from its own project.
+    _drop_modules(package)
     # Each service has its own package name, so the folders can share sys.path.
     sys.path.insert(0, str(service_dir))
+    importlib.invalidate_caches()
     app_module = importlib.import_module(f"{package}.generated.app")
     settings_module = importlib.import_module(f"{package}.generated.settings")
     tables = importlib.import_module(f"{package}.generated.tables")
@@ -59,9 +67,7 @@ def _import_service(service_dir: Path) -> tuple[ModuleType, ModuleType, sa.MetaD
 
 def _forget_service(service_dir: Path) -> None:
     """Undo the import, so another test module may mount a project with the same names."""
-    package = f"{service_dir.name}_service"
-    for name in [m for m in sys.modules if m == package or m.startswith(f"{package}.")]:
-        del sys.modules[name]
+    _drop_modules(f"{service_dir.name}_service")
     while str(service_dir) in sys.path:
         sys.path.remove(str(service_dir))
 
@@ -85,6 +91,7 @@ async def mounted_services(
         for service_dir in service_dirs:
             name = service_dir.name
             app_module, settings_module, metadata = _import_service(service_dir)
+            assert Path(app_module.__file__ or "").is_relative_to(service_dir)
             settings_cls: Any = settings_module.Settings
             url = sqlite_url(workdir / f"{name}.db")
             auth: dict[str, str] = (

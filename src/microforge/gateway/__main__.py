@@ -10,7 +10,13 @@ from collections.abc import Sequence
 
 import uvicorn
 
-from microforge.gateway.app import check_base_url, check_origin, create_gateway, parse_route
+from microforge.gateway.app import (
+    GATEWAY_MAX_BODY_BYTES,
+    check_base_url,
+    check_origin,
+    create_gateway,
+    parse_route,
+)
 from microforge.runtime.auth.tokens import RemoteJwks, TokenVerifier
 
 
@@ -43,6 +49,16 @@ def _port(value: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"invalid port {value!r}: expected 0-65535")
     return port
+
+
+def _byte_count(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1024:
+        raise argparse.ArgumentTypeError(f"invalid size {value!r}: expected bytes >= 1024")
+    return count
 
 
 def _seconds(value: str) -> float:
@@ -82,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--connect-timeout", type=_seconds, default=5.0, help="upstream connect timeout in seconds"
     )
     parser.add_argument("--title", default="microforge gateway", help="name shown at /")
+    parser.add_argument(
+        "--max-body-bytes",
+        type=_byte_count,
+        default=GATEWAY_MAX_BODY_BYTES,
+        help="larger request bodies are refused with 413 (default: %(default)s)",
+    )
     auth = parser.add_argument_group(
         "access tokens",
         "verify bearer tokens at the edge (the services verify them too); "
@@ -131,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         title=args.title,
         token_verifier=verifier,
         cors_origins=args.cors_origins,
+        max_body_bytes=args.max_body_bytes,
     )
     uvicorn.run(
         app,

@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from microforge.gateway.proxy import UpstreamError, forward, new_upstream_client
 from microforge.runtime.auth.tokens import InvalidToken, KeysUnavailable, TokenVerifier
+from microforge.runtime.body_limit import BodyLimit
 
 PROBLEM_JSON = "application/problem+json"
 # A service name is one URL path segment. "health" would be shadowed by our own probes.
@@ -355,6 +356,9 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return problem(500, "the gateway failed to handle this request", instance=request.url.path)
 
 
+GATEWAY_MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
 def create_gateway(
     routes: dict[str, str],
     *,
@@ -363,6 +367,7 @@ def create_gateway(
     title: str = "microforge gateway",
     token_verifier: TokenVerifier | None = None,
     cors_origins: Iterable[str] = (),
+    max_body_bytes: int = GATEWAY_MAX_BODY_BYTES,
 ) -> Starlette:
     """Build the gateway app for `routes` ({service name: base URL}).
 
@@ -398,6 +403,8 @@ def create_gateway(
             )
         )
     middleware.append(Middleware(EdgeAuthMiddleware, verifier=token_verifier))
+    # Services cap bodies too (1 MiB by default); the edge stops floods before they stream.
+    middleware.append(Middleware(BodyLimit, max_bytes=max_body_bytes))
     app = Starlette(
         routes=[
             Route("/", gateway.index, methods=["GET"]),

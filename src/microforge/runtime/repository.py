@@ -472,6 +472,9 @@ class Repository:
 # datetimes beyond year 9999 in UTC failed in the drivers, and NaN or huge integers in JSON
 # columns were refused by some databases or broke the response: all answered 500.
 _JSON_INTEGERS = (INT64[0], 2**64 - 1)  # what orjson can write back
+# orjson writes at most 254 levels, and a list page puts three around a row's value: a
+# deeper document was stored, then answered 500 on every page that held it.
+MAX_JSON_DEPTH = 200
 
 
 def _text_problem(text: str) -> str | None:
@@ -504,14 +507,16 @@ def _is_integer(value: Any) -> bool:
 
 
 def _json_problem(document: Any) -> str | None:
-    pending = [document]  # a loop, not recursion: documents may nest deeply
+    pending = [(document, 1)]  # a loop, not recursion: documents may nest deeply
     while pending:
-        value = pending.pop()
+        value, depth = pending.pop()
+        if isinstance(value, dict | list | tuple) and depth > MAX_JSON_DEPTH:
+            return f"may not nest deeper than {MAX_JSON_DEPTH} levels"
         if isinstance(value, dict):
-            pending.extend(value.keys())
-            pending.extend(value.values())
+            pending.extend((key, depth + 1) for key in value)
+            pending.extend((item, depth + 1) for item in value.values())
         elif isinstance(value, list | tuple):
-            pending.extend(value)
+            pending.extend((item, depth + 1) for item in value)
         elif isinstance(value, str):
             if (problem := _text_problem(value)) is not None:
                 return problem

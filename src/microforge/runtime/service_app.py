@@ -16,6 +16,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import HTMLResponse, Response
 
 from .auth.tokens import TokenVerifier
+from .body_limit import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from .jsonio import JSONBytes
 from .problems import install_problem_handlers, problem_response
 from .repository import Repository
@@ -40,6 +41,7 @@ def create_service_app(
     ready_timeout: float = 2.0,
     token_verifier: TokenVerifier | None = None,
     cors_origins: Sequence[str] = (),
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -60,6 +62,7 @@ def create_service_app(
     )
     app.state.engine = engine  # for tests and user code; routes get repositories directly
     app.state.token_verifier = token_verifier  # read by runtime.auth.authenticate
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     if cors_origins:
         # Closed unless origins are configured: browsers elsewhere cannot call the API.
         app.add_middleware(

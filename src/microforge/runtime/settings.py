@@ -17,6 +17,8 @@ class ServiceSettings(BaseSettings):
     database_url: str = ""
     echo_sql: bool = False
     pool_size: int = Field(10, ge=1, le=1000)
+    # Larger request bodies are refused with 413 before they are parsed.
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, le=1024**3)
     # Browser origins allowed to call the service directly (a JSON list); none by default.
     cors_origins: list[str] = Field(default_factory=list)
 

@@ -194,6 +194,12 @@ def _check_access(
     if access.tenant:
         if not auth.tenancy:
             err((*apath, "tenant"), "tenant scoping needs `auth.tenancy: true`")
+        if entity.seed:
+            err(
+                (*apath, "tenant"),
+                "tenant-scoped rows belong to a tenant, which seed rows cannot name; "
+                "remove the seed rows or the tenant scope",
+            )
         for name, field in entity.fields.items():
             # A to-one relation `tenant` is stored in the column `tenant_id` too.
             to_one = isinstance(field, RelationField) and not _is_link(field)

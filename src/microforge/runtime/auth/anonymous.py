@@ -9,11 +9,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends
+from starlette.requests import HTTPConnection
 
 from .principal import ANONYMOUS, Principal
 
 
-async def anonymous() -> Principal:
+async def anonymous(request: HTTPConnection) -> Principal:
+    request.state.caller = ANONYMOUS  # as with auth: hooks find the caller here
     return ANONYMOUS
 
 

@@ -74,7 +74,9 @@ class _BearerAuthentication(SecurityBase):
         self.scheme_name = "bearer"
 
     async def __call__(self, request: HTTPConnection) -> Principal:
-        return await authenticate(request)
+        caller = await authenticate(request)
+        request.state.caller = caller  # for hooks and custom routes
+        return caller
 
 
 bearer_authentication = _BearerAuthentication()
