@@ -68,7 +68,8 @@ def test_users_create_explains_mistakes(
 def test_users_create_needs_an_auth_section(tmp_path: Path) -> None:
     spec = tmp_path / "plain.yaml"
     spec.write_text(
-        "name: plain\nservices:\n  notes:\n    entities:\n      Note:\n        fields:\n          text: string\n"
+        "name: plain\nservices:\n  notes:\n    entities:\n"
+        "      Note:\n        fields:\n          text: string\n"
     )
     code, output = _create(spec, "--email", "a@example.com", "--role", "admin")
     assert code == 2
