@@ -58,7 +58,30 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )  # fmt: skip
     assert created.returncode == 0, created.stdout + created.stderr
     assert "Created user" in created.stdout
+    # A user-owned custom route in orders that calls inventory with the orders service's
+    # own credentials (east-west traffic is authenticated like any other).
+    routes = out / "services/orders/orders_service/custom/routes.py"
+    routes.write_text(EAST_WEST_ROUTE)
     return out
+
+
+EAST_WEST_ROUTE = """
+from fastapi import APIRouter, Request
+
+from microforge.runtime.service_app import Repositories
+
+
+def router(repos: Repositories) -> APIRouter:
+    api = APIRouter(tags=["custom"])
+
+    @api.get("/stock/warehouses")
+    async def warehouses(request: Request) -> dict[str, int]:
+        inventory = request.app.state.peers.client("inventory")
+        response = await inventory.get("/warehouses")
+        return {"status": response.status_code, "total": response.json().get("total", -1)}
+
+    return api
+"""
 
 
 def _login(base: str, email: str, password: str) -> dict[str, str]:
@@ -242,6 +265,17 @@ async def test_a_machine_client_calls_a_service_with_an_api_key(gateway: tuple[s
         data={"grant_type": "client_credentials", "client_secret": key},
     )
     assert refused.status_code == 401
+
+
+def test_services_call_each_other_with_their_own_credentials(gateway: tuple[str, Any]) -> None:
+    base, _ = gateway
+    # inventory is staff-only: anonymous callers are refused ...
+    assert httpx.get(f"{base}/inventory/warehouses").status_code == 401
+    # ... while orders, whose own API key holds the staff role, gets through.
+    relayed = httpx.get(f"{base}/orders/stock/warehouses")
+    assert relayed.status_code == 200, relayed.text
+    assert relayed.json()["status"] == 200
+    assert relayed.json()["total"] >= 0
 
 
 def test_bad_requests_are_problems_through_the_gateway(gateway: tuple[str, Any]) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import typer
 
 from microforge.runner.ports import free_port, port_is_free
+from microforge.runner.project_tasks import TaskError
 from microforge.runner.supervisor import Interrupted, ProcessSpec, ReadinessError, Supervisor
 from microforge.runtime.auth.keys import KeyStore
 from microforge.runtime.auth.wiring import project_audience, project_issuer
@@ -48,21 +50,50 @@ def development_keys(spec: Spec, project: Path, env: dict[str, str]) -> Path | N
     configured = env.get(f"{spec.auth.service.upper()}_AUTH_KEY_DIR")
     if configured:
         return Path(configured)
-    data = Path(env["MICROFORGE_DATA_DIR"]) if env.get("MICROFORGE_DATA_DIR") else project / "data"
-    directory = data / "keys" / spec.auth.service
+    directory = _data_dir(project, env) / "keys" / spec.auth.service
     KeyStore.ensure(directory)
     return directory
 
 
-def _auth_env(spec: Spec, host: str, ports: dict[str, int], env: dict[str, str]) -> dict[str, str]:
-    """Every service (and the gateway) fetches the identity service's public keys."""
+def _data_dir(project: Path, env: dict[str, str]) -> Path:
+    return Path(env["MICROFORGE_DATA_DIR"]) if env.get("MICROFORGE_DATA_DIR") else project / "data"
+
+
+def client_keys(spec: Spec, project: Path, env: dict[str, str]) -> dict[str, str]:
+    """Each service's own API key (with its spec `client_roles`), kept under the data folder."""
+    from microforge.runner.project_tasks import provision_client_keys
+
     if spec.auth is None:
         return {}
-    jwks = f"http://{host}:{ports[spec.auth.service]}/.well-known/jwks.json"
-    values = {
-        variable: env.get(variable, jwks)
-        for variable in (f"{name.upper()}_AUTH_JWKS_URL" for name in spec.services)
-    }
+    data = _data_dir(project, env)
+    identity = spec.auth.service
+    return provision_client_keys(
+        (project / "services" / identity).resolve(),
+        f"{identity}_service",
+        {"MICROFORGE_DATA_DIR": str(data)},
+        {name: list(service.client_roles) for name, service in spec.services.items()},
+        data / "keys" / "clients",
+    )
+
+
+def _auth_env(
+    spec: Spec, host: str, ports: dict[str, int], env: dict[str, str], keys: dict[str, str]
+) -> dict[str, str]:
+    """Every service (and the gateway) fetches the identity service's public keys; every
+    service calls the others with its own key."""
+    if spec.auth is None:
+        return {}
+    identity = f"http://{host}:{ports[spec.auth.service]}"
+    peers = json.dumps({name: f"http://{host}:{port}" for name, port in ports.items()})
+    values: dict[str, str] = {}
+    for name in spec.services:
+        prefix = name.upper()
+        values[f"{prefix}_AUTH_JWKS_URL"] = f"{identity}/.well-known/jwks.json"
+        values[f"{prefix}_AUTH_TOKEN_URL"] = f"{identity}/auth/token"
+        values[f"{prefix}_PEER_URLS"] = peers
+        if name in keys:
+            values[f"{prefix}_AUTH_API_KEY"] = keys[name]
+    values = {variable: env.get(variable, value) for variable, value in values.items()}
     # Clients reach the identity service through the gateway, which appends the client's
     # address to X-Forwarded-For: login throttling per address must read that one hop.
     hops = f"{spec.auth.service.upper()}_AUTH_TRUSTED_PROXY_HOPS"
@@ -71,10 +102,15 @@ def _auth_env(spec: Spec, host: str, ports: dict[str, int], env: dict[str, str])
 
 
 def build_specs(
-    spec: Spec, project: Path, host: str, port: int, env: dict[str, str]
+    spec: Spec,
+    project: Path,
+    host: str,
+    port: int,
+    env: dict[str, str],
+    keys: dict[str, str] | None = None,
 ) -> tuple[list[ProcessSpec], dict[str, int]]:
     ports = _service_ports(list(spec.services), host, port)
-    env = {**env, **_auth_env(spec, host, ports, env)}
+    env = {**env, **_auth_env(spec, host, ports, env, keys or {})}
     children = []
     for name, service_port in ports.items():
         service_dir = (project / "services" / name).resolve()
@@ -126,7 +162,12 @@ def run_up(spec: Spec, project: Path, host: str, port: int, env: dict[str, str])
         typer.secho(f"Port {port} on {host} is in use; pass --port.", err=True, fg="red")
         return 2
     development_keys(spec, project, env)
-    children, ports = build_specs(spec, project, host, port, env)
+    try:
+        keys = client_keys(spec, project, env)
+    except TaskError as exc:
+        typer.secho(f"Cannot provision the services' API keys: {exc}", err=True, fg="red")
+        return 1
+    children, ports = build_specs(spec, project, host, port, env, keys)
     supervisor = Supervisor()
     try:
         supervisor.start(children)

@@ -128,3 +128,45 @@ def create_user(
             return asyncio.run(run())
         except IdentityError as exc:
             raise TaskError(str(exc)) from None
+
+
+def provision_client_keys(
+    service_dir: Path, package: str, env: dict[str, str], roles: dict[str, list[str]], folder: Path
+) -> dict[str, str]:
+    """Every service's own API key, kept in `folder` (0600 files) across runs of `up`.
+
+    A stored key is reused while the identity database still accepts it with the same
+    roles; otherwise a new one is issued (and the old one revoked).
+    """
+    from microforge.runtime.auth.identity.api_keys import provision_client_key
+    from microforge.runtime.types import utcnow
+
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with service_context(service_dir, env):
+        app_module = importlib.import_module(f"{package}.generated.app")
+        settings_module = importlib.import_module(f"{package}.generated.settings")
+
+        async def run() -> dict[str, str]:
+            from microforge.runtime.db import create_engine
+
+            engine = create_engine(settings_module.Settings().database_url)
+            keys: dict[str, str] = {}
+            try:
+                for name, wanted in roles.items():
+                    path = folder / f"{name}.key"
+                    current = path.read_text().strip() if path.exists() else None
+                    key = await provision_client_key(
+                        engine, app_module.TABLES, name, wanted, current, utcnow()
+                    )
+                    if key != current:
+                        path.touch(mode=0o600)
+                        path.write_text(key + "\n")
+                    keys[name] = key
+            finally:
+                await engine.dispose()
+            return keys
+
+        try:
+            return asyncio.run(run())
+        except Exception as exc:
+            raise TaskError(f"{type(exc).__name__}: {exc}".strip()[-2000:]) from exc

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import HTMLResponse, Response
 
+from .auth.peers import Peers
 from .auth.tokens import TokenVerifier
 from .body_limit import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from .jsonio import JSONBytes
@@ -42,10 +43,13 @@ def create_service_app(
     token_verifier: TokenVerifier | None = None,
     cors_origins: Sequence[str] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    peers: Peers | None = None,
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        if peers is not None:
+            await peers.aclose()
         if token_verifier is not None:
             await token_verifier.aclose()
         await engine.dispose()
@@ -62,6 +66,7 @@ def create_service_app(
     )
     app.state.engine = engine  # for tests and user code; routes get repositories directly
     app.state.token_verifier = token_verifier  # read by runtime.auth.authenticate
+    app.state.peers = peers  # the other services, called with this one's own credentials
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     if cors_origins:
         # Closed unless origins are configured: browsers elsewhere cannot call the API.

@@ -42,6 +42,11 @@ class AuthSettings(BaseSettings):
     auth_jwks_url: str = ""
     # ... or a JWKS document on disk, for tests and for air-gapped deployments.
     auth_jwks_file: str = ""
+    # This service's own credentials for calling the others (see runtime.auth.peers).
+    auth_api_key: str = Field("", repr=False)
+    auth_token_url: str = ""
+    # The other services by name, e.g. {"inventory": "http://127.0.0.1:8003"} (JSON).
+    peer_urls: dict[str, str] = Field(default_factory=dict)
 
 
 class IdentitySettings(AuthSettings):

@@ -390,6 +390,11 @@ class Service(_Strict):
         "sqlite+aiosqlite, postgresql+asyncpg, mysql+asyncmy or mariadb+asyncmy.",
     )
     entities: dict[str, Entity] = Field(description="The entities by PascalCase name.")
+    client_roles: list[Identifier] = Field(
+        default_factory=list,
+        description="With auth: roles of this service's own API key, used when its code calls "
+        "other services (`microforge up` provisions the key).",
+    )
 
 
 class LoginThrottle(_Strict):

@@ -35,6 +35,11 @@ def validate_auth(spec: Spec, err: Err, check_value: CheckValue) -> None:
     auth = spec.auth
     if auth is None:
         for service_name, service in spec.services.items():
+            if service.client_roles:
+                err(
+                    ("services", service_name, "client_roles"),
+                    "client roles need a top-level `auth` section",
+                )
             for entity_name, entity in service.entities.items():
                 epath: Path = ("services", service_name, "entities", entity_name)
                 if entity.access is not None:
@@ -48,6 +53,7 @@ def validate_auth(spec: Spec, err: Err, check_value: CheckValue) -> None:
         return
     roles = _check_auth_section(spec, auth, err)
     for service_name, service in spec.services.items():
+        _check_roles(service.client_roles, roles, ("services", service_name, "client_roles"), err)
         for entity_name, entity in service.entities.items():
             epath = ("services", service_name, "entities", entity_name)
             plural = entity.plural or pluralize(snake(entity_name))

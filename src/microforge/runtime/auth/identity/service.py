@@ -8,10 +8,7 @@ comparison), so no secret is ever compared as plain text or kept at rest.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 import logging
-import re
 import secrets
 import uuid
 from collections.abc import Iterable, Mapping
@@ -27,6 +24,7 @@ from ...repository import Repository
 from ..passwords import hash_password, password_problem, verify_dummy, verify_password
 from ..principal import Principal
 from ..tokens import TokenIssuer
+from .api_keys import digest, find_api_key, insert_api_key
 from .config import IdentityConfig
 from .tables import IdentityTables
 from .throttle import LoginThrottle, ThrottleKey, email_key
@@ -41,13 +39,6 @@ REFRESH_REFUSED = "The refresh token is invalid, expired or revoked; log in agai
 CLIENT_REFUSED = "Invalid client credentials."
 THROTTLED = "Too many failed attempts; try again later."
 BEARER = {"WWW-Authenticate": "Bearer"}
-
-API_KEY_PREFIX_BYTES = 6  # 12 hex characters: the public, indexed part of a key
-_API_KEY = re.compile(r"mf_([0-9a-f]{12})_([A-Za-z0-9_-]{20,200})")
-
-
-def digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
 def normalize_email(email: str) -> str:
@@ -373,33 +364,18 @@ class IdentityService:
         self, caller: Principal, name: str, roles: list[str], expires_in_days: int | None
     ) -> Row:
         self.require_admin(caller)
-        chosen = self._known_roles(roles)
         now = self.now()
-        created_by = parse_user_id(caller.subject) if caller.kind == "user" else None
-        for attempt in range(3):
-            prefix = secrets.token_hex(API_KEY_PREFIX_BYTES)
-            secret = secrets.token_urlsafe(32)
-            row: Row = {
-                "id": uuid7(),
-                "name": name,
-                "prefix": prefix,
-                "key_hash": digest(secret),
-                "roles": chosen,
-                "tenant_id": caller.tenant if self.config.tenancy else None,
-                "created_by": created_by,
-                "created_at": now,
-                "expires_at": now + dt.timedelta(days=expires_in_days) if expires_in_days else None,
-                "revoked_at": None,
-                "last_used_at": None,
-            }
-            try:
-                async with self.engine.begin() as conn:
-                    await conn.execute(sa.insert(self.tables.api_keys).values(row))
-                break
-            except IntegrityError:
-                if attempt == 2:  # three 48-bit prefix collisions in a row: not chance
-                    raise
-        return {**_api_key_view(row), "key": f"mf_{prefix}_{secret}"}
+        row = await insert_api_key(
+            self.engine,
+            self.tables,
+            name=name,
+            roles=self._known_roles(roles),
+            tenant=caller.tenant if self.config.tenancy else None,
+            created_by=parse_user_id(caller.subject) if caller.kind == "user" else None,
+            now=now,
+            expires_at=now + dt.timedelta(days=expires_in_days) if expires_in_days else None,
+        )
+        return {**_api_key_view(row), "key": row["key"]}
 
     async def list_api_keys(self, caller: Principal) -> Row:
         self.require_admin(caller)
@@ -432,24 +408,11 @@ class IdentityService:
         refused = Problem(
             401, CLIENT_REFUSED, title="Unauthorized", headers=BEARER, error="invalid_client"
         )
-        match = _API_KEY.fullmatch(api_key)
-        if match is None:
-            raise refused
-        prefix, secret = match.groups()
         keys = self.tables.api_keys
         now = self.now()
         async with self.engine.begin() as conn:
-            row = (
-                (await conn.execute(sa.select(keys).where(keys.c.prefix == prefix)))
-                .mappings()
-                .first()
-            )
-            if (
-                row is None
-                or not hmac.compare_digest(digest(secret), row["key_hash"])
-                or row["revoked_at"] is not None
-                or (row["expires_at"] is not None and row["expires_at"] <= now)
-            ):
+            row = await find_api_key(conn, self.tables, api_key, now)
+            if row is None:
                 raise refused
             await conn.execute(
                 sa.update(keys).where(keys.c.id == row["id"]).values(last_used_at=now)
