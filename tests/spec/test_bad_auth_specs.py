@@ -16,7 +16,7 @@ from microforge.generator.access_plan import access_plan, auth_plan
 from microforge.spec import load_spec, load_spec_text
 from microforge.spec.model import Auth, EntityAccess, LoginThrottle
 
-from .test_bad_specs import Case, _expected_line, _load_error, _path, case
+from .test_bad_specs import Case, _load_error, _path, case, check_case
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOP = ROOT / "examples" / "shop" / "shop.yaml"
@@ -1080,19 +1080,7 @@ PARAMS = [pytest.param(c, id=c.id) for c in CASES]
 
 @pytest.mark.parametrize("c", PARAMS)
 def test_bad_auth_spec(tmp_path: Path, c: Case) -> None:
-    file, error = _load_error(tmp_path, c.text)
-    line = _expected_line(c)
-    report = str(error)
-    matching = [i for i in error.issues if _path(i) == c.path]
-    assert matching, f"no issue at {c.path}:\n{report}"
-    issue = matching[0]
-    assert issue.file == file
-    assert issue.line == line, f"expected line {line}:\n{report}"
-    for word in c.words:
-        assert word in issue.message, f"{word!r} not in {issue.message!r}"
-    assert len(error.issues) == c.count, report
-    assert str(issue) == f"{file}:{line}:{issue.column}: {c.path}: {issue.message}"
-    assert str(issue) in report.splitlines()
+    check_case(tmp_path, c)
 
 
 def test_auth_case_ids_are_unique_and_plenty() -> None:
