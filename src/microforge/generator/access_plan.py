@@ -10,11 +10,9 @@ from pydantic import TypeAdapter
 from microforge.runtime.auth.wiring import project_audience, project_issuer
 from microforge.spec.model import Auth, Entity, FieldSpec, RelationField, Spec
 from microforge.spec.naming import pluralize, snake
+from microforge.spec.validate_auth import ACTIONS
 
 from .types import python_input_type
-
-ACTIONS = ("create", "read", "list", "update", "delete")
-TENANT_COLUMN = "tenant_id"
 
 
 @dataclass

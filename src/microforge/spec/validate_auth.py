@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from microforge.runtime.auth.policy import TENANT_COLUMN
+
 from .errors import Path, suggest
 from .model import (
     Auth,
@@ -26,7 +28,6 @@ ACTIONS = ("create", "read", "list", "update", "delete")
 IDENTITY_TABLES = frozenset(
     {"auth_credentials", "auth_refresh_tokens", "auth_api_keys", "auth_login_attempts"}
 )
-TENANT_COLUMN = "tenant_id"
 
 CheckValue = Callable[[FieldSpec, Any, Path, str, Err], None]
 

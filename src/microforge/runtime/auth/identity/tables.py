@@ -1,79 +1,9 @@
 """The identity service's own tables, next to the user entity's table.
 
-The generator renders these tables into the identity service's generated ``tables.py``
-(so migrations see them) and hands them to the runtime as an ``IdentityTables``.
-``build_identity_tables`` is the canonical layout; the generated code must match it:
-
-.. code-block:: python
-
-    auth_credentials = sa.Table(
-        "auth_credentials",
-        metadata,
-        sa.Column(
-            "user_id",
-            sa.Uuid(),
-            sa.ForeignKey("users.id", name="fk_auth_credentials_user_id", ondelete="CASCADE"),
-            primary_key=True,
-        ),
-        sa.Column("password_hash", sa.String(255), nullable=False),
-        sa.Column("roles", sa.JSON(), nullable=False),
-        sa.Column("tenant_id", sa.String(64), nullable=True),
-        sa.Column("disabled", sa.Boolean(), nullable=False, server_default=sa.text("false")),
-        sa.Column("password_changed_at", UTCDateTime(), nullable=False),
-        sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.Column("updated_at", UTCDateTime(), nullable=False),
-    )
-
-    auth_refresh_tokens = sa.Table(
-        "auth_refresh_tokens",
-        metadata,
-        sa.Column("id", sa.Uuid(), primary_key=True),
-        sa.Column("family_id", sa.Uuid(), nullable=False),
-        sa.Column(
-            "user_id",
-            sa.Uuid(),
-            sa.ForeignKey("users.id", name="fk_auth_refresh_tokens_user_id", ondelete="CASCADE"),
-            nullable=False,
-        ),
-        sa.Column("token_hash", sa.String(64), nullable=False),
-        sa.Column("expires_at", UTCDateTime(), nullable=False),
-        sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.Column("used_at", UTCDateTime(), nullable=True),
-        sa.Column("revoked_at", UTCDateTime(), nullable=True),
-        sa.UniqueConstraint("token_hash", name="uq_auth_refresh_tokens_token_hash"),
-        sa.Index("ix_auth_refresh_tokens_family_id", "family_id"),
-        sa.Index("ix_auth_refresh_tokens_user_id", "user_id"),
-    )
-
-    auth_api_keys = sa.Table(
-        "auth_api_keys",
-        metadata,
-        sa.Column("id", sa.Uuid(), primary_key=True),
-        sa.Column("name", sa.String(100), nullable=False),
-        sa.Column("prefix", sa.String(16), nullable=False),
-        sa.Column("key_hash", sa.String(64), nullable=False),
-        sa.Column("roles", sa.JSON(), nullable=False),
-        sa.Column("tenant_id", sa.String(64), nullable=True),
-        sa.Column("created_by", sa.Uuid(), nullable=True),
-        sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.Column("expires_at", UTCDateTime(), nullable=True),
-        sa.Column("revoked_at", UTCDateTime(), nullable=True),
-        sa.Column("last_used_at", UTCDateTime(), nullable=True),
-        sa.UniqueConstraint("prefix", name="uq_auth_api_keys_prefix"),
-    )
-
-    auth_login_attempts = sa.Table(
-        "auth_login_attempts",
-        metadata,
-        sa.Column("key", sa.String(200), primary_key=True),
-        sa.Column("failures", sa.Integer(), nullable=False),
-        sa.Column("window_started_at", UTCDateTime(), nullable=False),
-        sa.Column("locked_until", UTCDateTime(), nullable=True),
-    )
-
-(``users`` stands for the user entity's table; its ``id`` is a UUID, which the spec
-validation requires of the user entity.) ``created_by`` has no foreign key on purpose: an
-API key outlives the admin who made it.
+The generator renders the same layout into the identity service's generated ``tables.py``
+(templates/service/identity_tables.j2, so its migrations own the tables) and hands them to
+the runtime as an ``IdentityTables``. ``build_identity_tables`` is that layout for the
+runtime's own tests; tests/generator/test_identity_tables.py holds the two equal.
 """
 
 from __future__ import annotations
