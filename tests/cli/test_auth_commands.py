@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -88,5 +87,4 @@ def test_keys_rotate_adds_a_key_and_keeps_the_previous_one_published(project: Pa
     kids = [key.kid for key in store.keys]
     assert len(kids) == 3  # the first key, plus one per rotation
     assert kids[0] in second.output
-    assert len(json.dumps(store.jwks())) > 0
     assert {k["kid"] for k in store.jwks()["keys"]} == set(kids)

@@ -14,9 +14,11 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 class TaskError(RuntimeError):
@@ -71,6 +73,18 @@ def seed(service_dir: Path, package: str, env: dict[str, str]) -> dict[str, int]
     return counts
 
 
+def _identity_engine(package: str) -> tuple[Any, AsyncEngine]:
+    """The identity service's generated app module and an engine on its database.
+
+    Call inside `service_context`; dispose of the engine when done.
+    """
+    from microforge.runtime.db import create_engine
+
+    app_module = importlib.import_module(f"{package}.generated.app")
+    settings_module = importlib.import_module(f"{package}.generated.settings")
+    return app_module, create_engine(settings_module.Settings().database_url)
+
+
 def create_user(
     service_dir: Path,
     package: str,
@@ -92,8 +106,7 @@ def create_user(
     from microforge.runtime.auth.identity.service import create_user as create
 
     with service_context(service_dir, env):
-        app_module = importlib.import_module(f"{package}.generated.app")
-        settings_module = importlib.import_module(f"{package}.generated.settings")
+        app_module, engine = _identity_engine(package)
         config = app_module.IDENTITY
         try:
             # The same validation as signup: the user entity's create schema.
@@ -106,9 +119,6 @@ def create_user(
         values = body.model_dump(exclude={"email"})
 
         async def run() -> str:
-            from microforge.runtime.db import create_engine
-
-            engine = create_engine(settings_module.Settings().database_url)
             try:
                 row = await create(
                     engine,
@@ -143,13 +153,9 @@ def provision_client_keys(
 
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     with service_context(service_dir, env):
-        app_module = importlib.import_module(f"{package}.generated.app")
-        settings_module = importlib.import_module(f"{package}.generated.settings")
+        app_module, engine = _identity_engine(package)
 
         async def run() -> dict[str, str]:
-            from microforge.runtime.db import create_engine
-
-            engine = create_engine(settings_module.Settings().database_url)
             keys: dict[str, str] = {}
             try:
                 for name, wanted in roles.items():
