@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import shutil
 import statistics
 import sys
 import tempfile
@@ -62,6 +61,7 @@ from run import (
     migrate,
     parse_options,
     postgres_version,
+    publish,
     round_order,
     rounds_table,
     run_checked,
@@ -457,15 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bench: error: {exc}", file=sys.stderr)
         print(f"bench: logs and data kept in {work}", file=sys.stderr)
         return 1
-    options.output.parent.mkdir(parents=True, exist_ok=True)
-    options.output.write_text(report + "\n")
-    print(report)
-    log(f"written to {options.output}")
-    if options.keep:
-        log(f"work folder kept: {work}")
-    else:
-        shutil.rmtree(work, ignore_errors=True)
-    return 0
+    return publish(options, work, report)
 
 
 if __name__ == "__main__":

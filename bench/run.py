@@ -1294,6 +1294,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bench: error: {exc}", file=sys.stderr)
         print(f"bench: logs and data kept in {work}", file=sys.stderr)
         return 1
+    return publish(options, work, report)
+
+
+def publish(options: Options, work: Path, report: str) -> int:
+    """Print and write the report; remove the work folder unless asked to keep it."""
     options.output.parent.mkdir(parents=True, exist_ok=True)
     options.output.write_text(report + "\n")
     print(report)
