@@ -6,6 +6,10 @@ string), dropped after the test. ``postgres_database_factory`` and
 ``mariadb_database_factory`` make as many as a test needs. The servers come
 from ``scripts/test``; without them these tests are skipped locally and fail
 in CI.
+
+Cache server fixtures: ``redis_url`` and ``memcached_url`` give the URL of the
+one Redis and one memcached server ``scripts/test`` starts (same skip/fail
+rule). Every test shares them, so keys need a per-test prefix.
 """
 
 from __future__ import annotations
@@ -21,15 +25,23 @@ from support.databases import (
     admin_url_from_env,
 )
 
+REDIS_URL_ENV = "MICROFORGE_TEST_REDIS_URL"
+MEMCACHED_URL_ENV = "MICROFORGE_TEST_MEMCACHED_URL"
+
 
 def _admin_url(env_var: str, server: str) -> str:
+    return _server_url(env_var, server, "an admin URL")
+
+
+def _server_url(env_var: str, server: str, url_kind: str) -> str:
+    """The URL in ``env_var``; without it, fail under CI and skip (saying why) otherwise."""
     url = admin_url_from_env(env_var)
     if url is not None:
         return url
     reason = (
         f"{env_var} is not set, so there is no {server} server to test against: "
         "run the tests with scripts/test, which starts one "
-        f"(or set {env_var} to an admin URL of your own server)"
+        f"(or set {env_var} to {url_kind} of your own server)"
     )
     if os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}:
         pytest.fail(reason, pytrace=False)
@@ -79,3 +91,21 @@ async def postgres_url(postgres_database_factory: DatabaseFactory) -> str:
 async def mariadb_url(mariadb_database_factory: DatabaseFactory) -> str:
     """A brand-new empty MariaDB database: ``mysql+asyncmy://.../<name>``."""
     return await mariadb_database_factory()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """URL of the test Redis server (``redis://127.0.0.1:PORT/0``).
+
+    Shared by every test: use a unique key prefix, and never flush the server.
+    """
+    return _server_url(REDIS_URL_ENV, "Redis", "a URL")
+
+
+@pytest.fixture(scope="session")
+def memcached_url() -> str:
+    """URL of the test memcached server (``memcached://127.0.0.1:PORT``).
+
+    Shared by every test: use a unique key prefix, and never flush the server.
+    """
+    return _server_url(MEMCACHED_URL_ENV, "memcached", "a URL")

@@ -15,6 +15,7 @@ from typing import Any
 from microforge.spec.model import (
     DecimalField,
     Entity,
+    EntityCache,
     EnumField,
     EnumListField,
     FieldSpec,
@@ -94,6 +95,11 @@ class EntityPlan:
     depends_on: set[str] = field(default_factory=set)
     untestable: str = ""  # fields generated tests cannot invent values for
     access: AccessPlan | None = None  # None: the project has no auth section
+    cache: EntityCache | None = None  # the spec's cache section
+
+    def public(self, action: str) -> bool:
+        """Whether callers without a token may do ``action`` (HTTP caching may share it)."""
+        return self.access is None or self.access.rule(action) == "public"
 
     @property
     def human(self) -> str:
@@ -353,6 +359,7 @@ def _entity(spec: Spec, name: str, entity: Entity) -> EntityPlan:
         indexes=[[by_field[f] for f in group] for group in entity.indexes],
         seed=[dict(row) for row in entity.seed],
         depends_on=depends,
+        cache=entity.cache,
     )
 
 

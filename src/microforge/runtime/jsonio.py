@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -35,3 +36,39 @@ class JSONBytes(Response):
 
     def render(self, content: Any) -> bytes:
         return dumps(content)
+
+
+def make_etag(body: bytes) -> str:
+    """A strong validator of a response body: equal bytes, equal tag."""
+    return f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"'
+
+
+class Payload:
+    """A JSON body on its way out: the bytes, their ETag, and the data decoded on demand.
+
+    Cached responses arrive as bytes; most of them leave unchanged, so decoding them
+    into a dict (to check a row scope or hide a field) happens only when asked for.
+    """
+
+    __slots__ = ("_data", "_etag", "body")
+
+    def __init__(self, body: bytes, etag: str | None = None, data: Any = None) -> None:
+        self.body = body
+        self._etag = etag
+        self._data = data
+
+    @classmethod
+    def of(cls, data: Any) -> Payload:
+        return cls(dumps(data), data=data)
+
+    @property
+    def etag(self) -> str:
+        if self._etag is None:
+            self._etag = make_etag(self.body)
+        return self._etag
+
+    def data(self) -> Any:
+        """The decoded value. Treat it as read-only: it may be shared with the cache."""
+        if self._data is None:
+            self._data = orjson.loads(self.body)
+        return self._data

@@ -31,10 +31,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from starlette.datastructures import QueryParams
 
 from .auth.policy import RowScope
 from .db import ServiceEngine
 from .ids import uuid7
+from .jsonio import Payload
 from .problems import Problem
 from .query import ListQuery, _exact_text, after_condition, encode_cursor, order_by
 from .resource import INT64, Link, Resource, integer_bounds
@@ -183,6 +185,19 @@ class Repository:
             next_cursor = encode_cursor(rows[-1], query.sort)
         return {"items": rows, "total": total, "next_cursor": next_cursor}
 
+    # Responses: what the routes serve. An uncached repository encodes what it read; the
+    # cached one (runtime.cache.repository) answers from the cache.
+
+    async def read_one(self, id: Any, scope: RowScope | None = None) -> Payload | None:
+        row = await self.get(id, scope)
+        return None if row is None else Payload.of(row)
+
+    async def read_page(
+        self, query: ListQuery, scope: RowScope | None = None, params: QueryParams | None = None
+    ) -> Payload:
+        """A list page; ``params`` are the request's query parameters (a cache key)."""
+        return Payload.of(await self.list(query, scope))
+
     async def exists(
         self, id: Any, conn: AsyncConnection | None = None, *, scope: RowScope | None = None
     ) -> bool:
@@ -247,7 +262,8 @@ class Repository:
         bound = self._bind(scope)
         if bound is None or not self._may_exist(id):
             return None
-        data = self._storable({**changes, "updated_at": utcnow()})
+        # ``changes`` may carry updated_at: write-back flushes keep the time of the write.
+        data = self._storable({"updated_at": utcnow(), **changes})
         statement = (
             update(self._table)
             .where(self.resource.id_column == id, *self._live, *bound.clauses)

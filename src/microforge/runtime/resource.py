@@ -11,6 +11,8 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Column, Integer, SmallInteger, Table
 
+from .cache.config import CacheConfig
+
 Converter = Callable[[str], Any]
 
 ORDERED_OPS = frozenset({"eq", "ne", "lt", "lte", "gt", "gte", "in", "isnull"})
@@ -45,6 +47,7 @@ class Resource:
     searchable: Iterable[str] = ()
     default_sort: tuple[str, ...] = ("created_at",)
     links: dict[str, Link] = field(default_factory=dict)
+    cache: CacheConfig | None = None  # None: every read goes to the database
 
     def __post_init__(self) -> None:
         self.id_column: Column[Any] = self.table.c.id

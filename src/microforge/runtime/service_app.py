@@ -18,6 +18,8 @@ from starlette.responses import HTMLResponse, Response
 from .auth.peers import Peers
 from .auth.tokens import TokenVerifier
 from .body_limit import DEFAULT_MAX_BODY_BYTES, BodyLimit
+from .cache.admin import cache_router
+from .cache.caching import Caching
 from .jsonio import JSONBytes
 from .problems import install_problem_handlers, problem_response
 from .repository import Repository
@@ -28,8 +30,14 @@ class Repositories(dict[str, Repository]):
     """One repository per entity of a service, by entity name."""
 
     @classmethod
-    def build(cls, engine: AsyncEngine, resources: Iterable[Resource]) -> Repositories:
-        return cls({r.name: Repository(engine, r) for r in resources})
+    def build(
+        cls, engine: AsyncEngine, resources: Iterable[Resource], caching: Caching | None = None
+    ) -> Repositories:
+        if caching is None:
+            return cls({r.name: Repository(engine, r) for r in resources})
+        repos = cls({r.name: caching.repository(engine, r) for r in resources})
+        caching.link(repos)
+        return repos
 
 
 def create_service_app(
@@ -44,10 +52,17 @@ def create_service_app(
     cors_origins: Sequence[str] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     peers: Peers | None = None,
+    caching: Caching | None = None,
+    admin_roles: frozenset[str] | None = None,
 ) -> FastAPI:
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if caching is not None:
+            guards = getattr(app.state, "guards", None)
+            await caching.start(guards.policies if guards is not None else None)
         yield
+        if caching is not None:
+            await caching.aclose()  # flushes write-back changes while the database is up
         if peers is not None:
             await peers.aclose()
         if token_verifier is not None:
@@ -67,6 +82,7 @@ def create_service_app(
     app.state.engine = engine  # for tests and user code; routes get repositories directly
     app.state.token_verifier = token_verifier  # read by runtime.auth.authenticate
     app.state.peers = peers  # the other services, called with this one's own credentials
+    app.state.caching = caching  # caches by entity: app.state.caching.cached("Product")
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     if cors_origins:
         # Closed unless origins are configured: browsers elsewhere cannot call the API.
@@ -80,6 +96,8 @@ def create_service_app(
     install_problem_handlers(app)
     app.include_router(health_router(engine, ready_timeout))
     app.include_router(docs_router(app))
+    if caching is not None:
+        app.include_router(cache_router(caching, admin_roles))
     for router in routers:
         app.include_router(router)
     return app

@@ -21,6 +21,14 @@ class ServiceSettings(BaseSettings):
     max_body_bytes: int = Field(1024 * 1024, ge=1024, le=1024**3)
     # Browser origins allowed to call the service directly (a JSON list); none by default.
     cors_origins: list[str] = Field(default_factory=list)
+    # Caching (docs/caching.md): servers for entities with `backend: redis | memcached`,
+    # the Redis pub/sub bus that carries invalidations between instances of the service
+    # (needed when several instances use the in-process cache), and a switch that turns
+    # every cache of the service off.
+    redis_url: str = ""
+    memcached_url: str = ""
+    cache_bus: bool = False
+    cache_enabled: bool = True
 
     @field_validator("database_url")
     @classmethod

@@ -16,11 +16,14 @@ from .model import (
     Auth,
     Entity,
     EntityAccess,
+    EntityCache,
     FieldAccess,
+    HttpCaching,
     LoginThrottle,
     ReferenceField,
     Service,
     Spec,
+    WriteBack,
 )
 from .validate import validate_spec
 from .yaml_source import Source, parse_yaml
@@ -74,6 +77,9 @@ def _node(data: Any, path: Path) -> Any:
     return data
 
 
+_CACHE_PARTS: dict[str, type[BaseModel]] = {"http": HttpCaching, "write_back": WriteBack}
+
+
 def _model_at(path: Path, data: Any) -> type[BaseModel] | None:
     """Which spec model sits at a path (for listing the keys it accepts)."""
     n = len(path)
@@ -89,6 +95,8 @@ def _model_at(path: Path, data: Any) -> type[BaseModel] | None:
         return Entity
     if n == 5 and path[2] == "entities" and path[4] == "access":
         return EntityAccess
+    if n >= 5 and path[2] == "entities" and path[4] == "cache":
+        return {5: EntityCache, 6: _CACHE_PARTS.get(str(path[5]))}.get(n)
     if n == 7 and path[4] == "fields" and path[6] == "access":
         return FieldAccess
     if n == 6 and path[4] == "fields":

@@ -330,6 +330,113 @@ class EntityAccess(_Strict):
     )
 
 
+CacheStrategy = Literal[
+    "cache-aside", "read-through", "write-through", "write-back", "write-around"
+]
+EvictionPolicy = Literal["lru", "lfu", "ttl", "tinylfu"]
+
+
+class HttpCaching(_Strict):
+    """Cache-Control of GET responses; every GET also carries an ETag and answers
+    If-None-Match with 304."""
+
+    max_age: int = Field(
+        0,
+        ge=0,
+        le=31536000,
+        description="Seconds a client may reuse a GET response without asking again; 0 makes "
+        "it revalidate every time (a cheap 304 when nothing changed). Responses to callers "
+        "with a token are always `private`; only anonymous reads of public entities are "
+        "`public`.",
+    )
+    stale_while_revalidate: int = Field(
+        0,
+        ge=0,
+        le=86400,
+        description="Seconds past max_age a client may show the old response while it "
+        "revalidates in the background.",
+    )
+
+
+class WriteBack(_Strict):
+    """How the write-back strategy batches changes to the database."""
+
+    delay: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="Longest time (seconds) a change waits in the cache before it is "
+        "written to the database: what a crash (kill -9) can lose.",
+    )
+    max_pending: int = Field(
+        1000,
+        ge=1,
+        le=1000000,
+        description="Rows with unwritten changes; at this many, the next write waits for a "
+        "flush (backpressure).",
+    )
+
+
+class EntityCache(_Strict):
+    """Caching of GET one and list responses; `cache: true` takes every default."""
+
+    strategy: CacheStrategy = Field(
+        "cache-aside",
+        description="cache-aside: the service checks the cache and fills it on a miss; "
+        "read-through: the cache loads misses itself; write-through: writes go to the "
+        "database and the cache before the response; write-back: updates go to the cache "
+        "and reach the database within write_back.delay; write-around: writes go to the "
+        "database only and drop the cached entry. See docs/caching.md.",
+    )
+    ttl: int = Field(300, ge=1, le=2592000, description="Seconds an entry stays fresh.")
+    max_entries: int = Field(
+        10000,
+        ge=1,
+        le=10000000,
+        description="Entries the in-process (memory) backend holds per entity; a Redis or "
+        "Memcached server bounds memory with its own settings.",
+    )
+    eviction: EvictionPolicy = Field(
+        "tinylfu",
+        description="Which entry the memory backend drops when full: lru (least recently "
+        "used), lfu (least frequently used), ttl (soonest to expire) or tinylfu (W-TinyLFU: "
+        "admits a new entry only if it is likely to be used more than the one it replaces).",
+    )
+    backend: Literal["memory", "redis", "memcached"] = Field(
+        "memory",
+        description="Where entries live: memory (in the service process), redis or "
+        "memcached (shared by every instance; the server's address comes from "
+        "<SERVICE>_CACHE_URL).",
+    )
+    lists: bool = Field(True, description="Cache list pages too, not only GET one.")
+    early_refresh: float = Field(
+        1.0,
+        ge=0,
+        le=10,
+        description="XFetch beta: a hot entry is reloaded in the background shortly before "
+        "it expires, with a probability that grows as expiry nears; higher refreshes "
+        "earlier; 0 turns it off.",
+    )
+    lock: bool = Field(
+        False,
+        description="Take a Redis read-write lock per entry while loading and writing, so a "
+        "slow load cannot put an older row back after a write on another instance; needs "
+        "backend: redis.",
+    )
+    write_back: WriteBack = Field(
+        default_factory=lambda: WriteBack(),
+        description="Batching of the write-back strategy; only with strategy: write-back.",
+    )
+    warm: list[str] = Field(
+        default_factory=list,
+        description="List queries loaded into the cache when the service starts, as query "
+        "strings, e.g. `status=active&sort=-created_at`.",
+    )
+    http: HttpCaching = Field(
+        default_factory=lambda: HttpCaching(), description="Cache-Control of GET responses."
+    )
+
+
 class Entity(_Strict):
     """One table and one REST collection."""
 
@@ -362,6 +469,9 @@ class Entity(_Strict):
     access: EntityAccess | None = Field(
         None, description="Access rules; without them only auth.admin_roles may use the entity."
     )
+    cache: EntityCache | None = Field(
+        None, description="Cache GET one and list responses (`cache: true` for the defaults)."
+    )
     seed: list[dict[str, Any]] = Field(
         default_factory=list,
         description="Rows loaded by `microforge seed`: values by field name; a to-one "
@@ -377,6 +487,9 @@ class Entity(_Strict):
                 k: ({"type": v} if isinstance(v, str) else v) for k, v in data["fields"].items()
             }
             data = {**data, "fields": fields}
+        # `cache: true` is shorthand for every default, `cache: false` for none.
+        if isinstance(data, dict) and isinstance(data.get("cache"), bool):
+            data = {**data, "cache": {} if data["cache"] else None}
         return data
 
 
@@ -467,3 +580,10 @@ class Spec(_Strict):
         None,
         description="Identity and access control; without it every endpoint is public.",
     )
+
+
+def column_name(field_name: str, field: FieldSpec) -> str | None:
+    """The column a field is stored in (None for many-to-many link tables)."""
+    if isinstance(field, RelationField):
+        return None if field.cardinality == "many_to_many" else f"{field_name}_id"
+    return field_name

@@ -29,9 +29,11 @@ from .model import (
     Spec,
     StringField,
     TextField,
+    column_name,
 )
 from .naming import pluralize, snake
 from .validate_auth import validate_auth
+from .validate_cache import validate_cache
 from .yaml_source import Source
 
 AUTOMATIC_FIELDS = {"id", "created_at", "updated_at", "deleted_at", "version"}
@@ -147,14 +149,8 @@ def validate_spec(spec: Spec, source: Source) -> list[SpecIssue]:
         _check_tables(service.entities, spath, err)
         _check_required_cycles(service_name, service.entities, err)
     validate_auth(spec, err, _check_value)
+    validate_cache(spec, err)
     return issues
-
-
-def column_name(field_name: str, field: FieldSpec) -> str | None:
-    """The column a field is stored in (None for many-to-many link tables)."""
-    if isinstance(field, RelationField):
-        return None if field.cardinality == "many_to_many" else f"{field_name}_id"
-    return field_name
 
 
 def _check_tables(entities: dict[str, Entity], spath: Path, err: Err) -> None:

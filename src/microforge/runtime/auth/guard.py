@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import Depends
 
+from ..jsonio import Payload
 from ..repository import Repository
 from .anonymous import anonymous
 from .policy import EntityPolicy, RowScope
@@ -76,6 +77,18 @@ class Guard:
 
     def redact_page(self, caller: Principal, page: dict[str, Any]) -> dict[str, Any]:
         return self.policy.redact_page(caller, page)
+
+    def shown(self, caller: Principal, payload: Payload) -> Payload:
+        """A row's response body as ``caller`` may see it (the same bytes if nothing is
+        hidden from them: a cached body leaves without being decoded)."""
+        if not self.policy.hidden_fields(caller):
+            return payload
+        return Payload.of(self.policy.redact(caller, payload.data()))
+
+    def shown_page(self, caller: Principal, payload: Payload) -> Payload:
+        if not self.policy.hidden_fields(caller):
+            return payload
+        return Payload.of(self.policy.redact_page(caller, payload.data()))
 
     def target_scope(self, caller: Principal, target: str) -> RowScope:
         """Rows of a link's target the caller can see: a link never reveals more."""

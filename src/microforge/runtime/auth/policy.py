@@ -133,7 +133,7 @@ class VisibleRows(Protocol):
 # --- problems ---------------------------------------------------------------------------
 
 
-def _unauthenticated(detail: str, **extra: Any) -> Problem:
+def unauthenticated(detail: str, **extra: Any) -> Problem:
     # RFC 6750: a 401 names the scheme the client should use.
     return Problem(
         401,
@@ -144,7 +144,7 @@ def _unauthenticated(detail: str, **extra: Any) -> Problem:
     )
 
 
-def _forbidden(detail: str, **extra: Any) -> Problem:
+def forbidden(detail: str, **extra: Any) -> Problem:
     return Problem(403, detail, type="urn:microforge:problem:forbidden", **extra)
 
 
@@ -300,13 +300,13 @@ class EntityPolicy:
         rule = self._rules[action]
         if rule.kind != "public":
             if not caller.authenticated:
-                raise _unauthenticated("Authentication is required.")
+                raise unauthenticated("Authentication is required.")
             if rule.kind == "roles" and caller.roles.isdisjoint(rule.allowed):
-                raise _forbidden(f"You may not {action} {self.entity} rows.")
+                raise forbidden(f"You may not {action} {self.entity} rows.")
         if self._tenant and caller.tenant is None:
             if not caller.authenticated:
-                raise _unauthenticated("Authentication is required.")
-            raise _forbidden("Your credentials carry no tenant.")
+                raise unauthenticated("Authentication is required.")
+            raise forbidden("Your credentials carry no tenant.")
         return self.row_scope(caller)
 
     def row_scope(self, caller: Principal) -> RowScope:
@@ -359,10 +359,10 @@ class EntityPolicy:
             allowed = rules.get(name)
             if allowed is not None and caller.roles.isdisjoint(allowed):
                 if not caller.authenticated:
-                    raise _unauthenticated(
+                    raise unauthenticated(
                         f"Authentication is required to set '{name}'.", field=name
                     )
-                raise _forbidden(f"You may not set '{name}'.", field=name)
+                raise forbidden(f"You may not set '{name}'.", field=name)
 
     def stamp(self, caller: Principal, data: Mapping[str, Any]) -> dict[str, Any]:
         """``data`` for a create with the owner and tenant filled in from ``caller``.
@@ -374,8 +374,8 @@ class EntityPolicy:
         if self._tenant:
             if caller.tenant is None:
                 if not caller.authenticated:
-                    raise _unauthenticated("Authentication is required.")
-                raise _forbidden("Your credentials carry no tenant.")
+                    raise unauthenticated("Authentication is required.")
+                raise forbidden("Your credentials carry no tenant.")
             stamped[TENANT_COLUMN] = caller.tenant
         own = self._own
         if own is None or own == "id":  # the user entity owns itself: nothing to stamp
@@ -390,14 +390,14 @@ class EntityPolicy:
             return stamped
         if mine is None:
             if not caller.authenticated:
-                raise _unauthenticated(
+                raise unauthenticated(
                     f"Authentication is required to create {self.entity} rows.", field=own
                 )
-            raise _forbidden(f"Your identity cannot own {self.entity} rows.", field=own)
+            raise forbidden(f"Your identity cannot own {self.entity} rows.", field=own)
         if given is None:
             stamped[own] = mine
         elif not _same_id(given, mine):
-            raise _forbidden(f"'{own}' must be your own id.", field=own)
+            raise forbidden(f"'{own}' must be your own id.", field=own)
         return stamped
 
     def check_owner_change(self, caller: Principal, changes: Mapping[str, Any]) -> None:
@@ -406,7 +406,7 @@ class EntityPolicy:
         if own is None or own not in changes or self._bypasses(caller):
             return
         if not _same_id(changes[own], parse_subject(self._own_type, caller.subject)):
-            raise _forbidden(f"'{own}' must be your own id.", field=own)
+            raise forbidden(f"'{own}' must be your own id.", field=own)
 
     async def check_relations(
         self,
@@ -496,12 +496,12 @@ class EntityPolicy:
             if key in RESERVED:
                 continue
             if key.partition("__")[0] in hidden:
-                raise _forbidden(f"You may not filter on '{key}'.", parameter=key)
+                raise forbidden(f"You may not filter on '{key}'.", parameter=key)
         for item in (params.get("sort") or "").split(","):
             if item.strip().lstrip("-+") in hidden:
-                raise _forbidden("You may not sort on a field you cannot read.", parameter="sort")
+                raise forbidden("You may not sort on a field you cannot read.", parameter="sort")
         if params.get("q") and not hidden.isdisjoint(searchable):
-            raise _forbidden("You may not search fields you cannot read.", parameter="q")
+            raise forbidden("You may not search fields you cannot read.", parameter="q")
 
 
 OPEN = EntityPolicy.open()

@@ -1,0 +1,1 @@
+"""Entity caching: in-process stores, shared backends, invalidation and locks."""
