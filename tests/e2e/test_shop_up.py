@@ -123,8 +123,14 @@ def gateway(project: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
         time.sleep(0.2)
     yield base, process
     if process.poll() is None:
-        process.kill()
-        process.wait()
+        # Ctrl-C, as a user would: `up` stops its services. A SIGKILL here used to leave
+        # them running as orphans when a test failed before the Ctrl-C test.
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _load_helpers(service_dir: Path) -> ModuleType:
@@ -260,6 +266,10 @@ def test_cache_administration(gateway: tuple[str, Any]) -> None:
     assert stats["Product"]["strategy"] == "read-through"
     assert stats["Product"]["warmed"] >= 1  # the spec's warm-up query ran at start
     assert stats["Product"]["hits"] + stats["Product"]["misses"] >= 1
+    metrics = httpx.get(f"{base}/catalog/metrics", headers=staff)
+    assert metrics.status_code == 200
+    assert 'microforge_cache_hits_total{entity="Product",service="catalog"}' in metrics.text
+    assert httpx.get(f"{base}/catalog/metrics").status_code == 401
     cleared = httpx.delete(f"{base}/catalog/_cache/Product", headers=staff)
     assert cleared.status_code == 204
     assert httpx.delete(f"{base}/catalog/_cache/Nope", headers=staff).status_code == 404

@@ -34,7 +34,7 @@ REGENERATE = (
 CHECKED = {
     "$ref", "type", "properties", "additionalProperties", "required", "anyOf", "oneOf",
     "const", "enum", "pattern", "minLength", "maxLength", "minimum", "maximum", "items",
-    "minItems", "uniqueItems", "minProperties", "propertyNames",
+    "exclusiveMinimum", "minItems", "uniqueItems", "minProperties", "propertyNames",
 }  # fmt: skip
 ANNOTATIONS = {"$schema", "$id", "$defs", "title", "description", "default", "discriminator"}
 TYPES = {
@@ -89,6 +89,8 @@ class Validator:
                 out.append(f"{at}: below {schema['minimum']}")
             if "maximum" in schema and value > schema["maximum"]:
                 out.append(f"{at}: above {schema['maximum']}")
+            if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
+                out.append(f"{at}: not above {schema['exclusiveMinimum']}")
         if isinstance(value, list):
             if len(value) < schema.get("minItems", 0):
                 out.append(f"{at}: too few items")

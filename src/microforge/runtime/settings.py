@@ -66,6 +66,13 @@ class IdentitySettings(AuthSettings):
     auth_trusted_proxy_hops: int = Field(0, ge=0, le=10)
 
 
+def required(value: str, variable: str, what: str) -> str:
+    """``value``, or a settings error naming the variable to set."""
+    if not value.strip():
+        raise ValueError(f"{variable} is not set; the spec caches entities in {what}")
+    return value
+
+
 def data_dir(project_root: Path) -> Path:
     """Where SQLite files live: $MICROFORGE_DATA_DIR, else <project>/data."""
     configured = os.environ.get("MICROFORGE_DATA_DIR")

@@ -95,8 +95,10 @@ def _model_at(path: Path, data: Any) -> type[BaseModel] | None:
         return Entity
     if n == 5 and path[2] == "entities" and path[4] == "access":
         return EntityAccess
-    if n >= 5 and path[2] == "entities" and path[4] == "cache":
-        return {5: EntityCache, 6: _CACHE_PARTS.get(str(path[5]))}.get(n)
+    if n == 5 and path[2] == "entities" and path[4] == "cache":
+        return EntityCache
+    if n == 6 and path[2] == "entities" and path[4] == "cache":
+        return _CACHE_PARTS.get(str(path[5]))
     if n == 7 and path[4] == "fields" and path[6] == "access":
         return FieldAccess
     if n == 6 and path[4] == "fields":

@@ -21,6 +21,14 @@ def validate_cache(spec: Spec, err: Err) -> None:
             if cache is None:
                 continue
             cpath: Path = ("services", service_name, "entities", entity_name, "cache")
+            auth = spec.auth
+            if auth and (service_name, entity_name) == (auth.service, auth.user_entity):
+                err(
+                    cpath,
+                    "the user entity cannot be cached: the identity endpoints (roles, "
+                    "disabling, password changes) change users outside the repository",
+                    key=True,
+                )
             if "write_back" in cache.model_fields_set and cache.strategy != "write-back":
                 err(
                     (*cpath, "write_back"),

@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio
 from support.databases import free_port
 
-from microforge.runtime.cache.backends import CacheUnavailable, redis_client
+from microforge.runtime.cache.backends import CacheUnavailable
 from microforge.runtime.cache.bus import InvalidationBus
 
 Message = dict[str, Any]
@@ -34,15 +34,6 @@ def channel() -> str:
     return f"mf-test:{uuid.uuid4().hex}:invalidate"
 
 
-@pytest.fixture
-async def admin(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
-    client, _ = redis_client(redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
 @contextlib.asynccontextmanager
 async def running_bus(
     url: str, channel: str, **options: float
@@ -57,9 +48,9 @@ async def running_bus(
         await bus.aclose()
 
 
-async def subscriber_ids(admin: redis.asyncio.Redis, bus: InvalidationBus) -> list[int]:
+async def subscriber_ids(redis_connection: redis.asyncio.Redis, bus: InvalidationBus) -> list[int]:
     """Server-side ids of ``bus``'s subscribed connections."""
-    clients = await admin.client_list(_type="pubsub")
+    clients = await redis_connection.client_list(_type="pubsub")
     return [int(c["id"]) for c in clients if c["name"] == f"microforge-bus-{bus.origin}"]
 
 
@@ -109,33 +100,33 @@ async def test_async_handlers_are_awaited_and_failures_do_not_stop_the_reader(
 
 
 async def test_messages_that_are_not_json_objects_are_ignored(
-    redis_url: str, channel: str, admin: redis.asyncio.Redis
+    redis_url: str, channel: str, redis_connection: redis.asyncio.Redis
 ) -> None:
     async with running_bus(redis_url, channel) as (bus, seen):
         for junk in (b"\xff not json", b"[1, 2]", b'"text"'):
-            await admin.publish(channel, junk)
-        await admin.publish(channel, b'{"op": "evict", "origin": "elsewhere"}')
+            await redis_connection.publish(channel, junk)
+        await redis_connection.publish(channel, b'{"op": "evict", "origin": "elsewhere"}')
         await wait_until(lambda: len(seen) == 1)
         assert seen == [{"op": "evict", "origin": "elsewhere"}]
         assert bus.received == 1
 
 
 async def test_resync_after_the_connection_drops(
-    redis_url: str, channel: str, admin: redis.asyncio.Redis
+    redis_url: str, channel: str, redis_connection: redis.asyncio.Redis
 ) -> None:
     async with (
         running_bus(redis_url, channel) as (a, _),
         running_bus(redis_url, channel) as (b, seen_by_b),
     ):
-        [old_id] = await subscriber_ids(admin, b)
-        assert await admin.client_kill_filter(_id=str(old_id)) == 1
+        [old_id] = await subscriber_ids(redis_connection, b)
+        assert await redis_connection.client_kill_filter(_id=str(old_id)) == 1
 
         # Messages may have been missed while disconnected: the handler hears so.
         await wait_until(lambda: {"op": "resync"} in seen_by_b)
         assert b.reconnects == 1
         assert b.connected
         assert b.received == 0  # a resync is not a message from another process
-        [new_id] = await subscriber_ids(admin, b)
+        [new_id] = await subscriber_ids(redis_connection, b)
         assert new_id != old_id
 
         await a.publish({"op": "evict", "id": 1})
@@ -230,15 +221,15 @@ async def test_an_unreachable_server_is_unavailable(channel: str) -> None:
 
 
 async def test_aclose_unsubscribes(
-    redis_url: str, channel: str, admin: redis.asyncio.Redis
+    redis_url: str, channel: str, redis_connection: redis.asyncio.Redis
 ) -> None:
     async with running_bus(redis_url, channel) as (bus, _):
         assert bus.connected
-        assert len(await subscriber_ids(admin, bus)) == 1
+        assert len(await subscriber_ids(redis_connection, bus)) == 1
     assert not bus.connected
 
     async def gone() -> bool:
-        return await subscriber_ids(admin, bus) == []
+        return await subscriber_ids(redis_connection, bus) == []
 
     deadline = time.monotonic() + 5.0
     while not await gone():

@@ -13,6 +13,7 @@ from microforge.runtime.cache.backends import open_backend
 from microforge.runtime.cache.config import CacheConfig
 from microforge.runtime.cache.entity_cache import EntityCache
 from microforge.runtime.cache.entry import Entry
+from microforge.runtime.jsonio import make_etag
 
 
 class Clock:
@@ -144,6 +145,27 @@ async def test_a_load_that_raced_a_write_is_not_stored() -> None:
     assert (await cache.get(cache.item_key(1), fresh)).body == b'{"name":"new"}'  # type: ignore[union-attr]
 
 
+async def test_concurrent_cold_misses_of_different_keys_all_stay_cached() -> None:
+    # All of them read the counters before any exists: creating them once each keeps
+    # every entry filled here valid (not one epoch bump per load).
+    cache = make_cache()
+    loads = [SlowLoader({"id": n}) for n in range(20)]
+    keys = [cache.item_key(n) for n in range(10)] + [cache.list_key(str(n)) for n in range(10)]
+    readers = [
+        asyncio.ensure_future(cache.get(key, load, is_list=":l:" in key))
+        for key, load in zip(keys, loads, strict=True)
+    ]
+    while any(load.calls == 0 for load in loads):
+        await asyncio.sleep(0)
+    for load in loads:
+        load.release.set()
+    await asyncio.gather(*readers)
+    for key, load in zip(keys, loads, strict=True):
+        assert await cache.get(key, load, is_list=":l:" in key) is not None
+    assert cache.stats.hits == 20
+    assert all(load.calls == 1 for load in loads)
+
+
 async def test_clear_and_list_generations() -> None:
     cache = make_cache()
     counter = 0
@@ -188,3 +210,10 @@ def unused_tcp_port() -> int:
     from support.databases import free_port
 
     return free_port()
+
+
+def test_entries_round_trip_with_their_etag() -> None:
+    body = b'{"id":1}'
+    entry = Entry(7, 3, expires_at=123.5, delta=0.25, etag=make_etag(body), body=body)
+    assert Entry.decode(entry.encode()) == entry
+    assert Entry.decode(b"not an entry") is None

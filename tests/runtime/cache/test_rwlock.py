@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio
@@ -23,34 +22,25 @@ SHORT = 0.1  # a timeout for attempts that are expected to fail
 
 
 @pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
-    client, _ = redis_client(redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
 def name() -> str:
     return f"mf-test:{uuid.uuid4().hex}:lock"
 
 
-async def test_readers_share(client: redis.asyncio.Redis, name: str) -> None:
-    lock = RedisReadWriteLock(client, name)
+async def test_readers_share(redis_connection: redis.asyncio.Redis, name: str) -> None:
+    lock = RedisReadWriteLock(redis_connection, name)
     # The last one is how another process would see the same lock.
     async with (
         lock.read() as first,
         lock.read(timeout=SHORT) as second,
-        RedisReadWriteLock(client, name).read(timeout=SHORT) as third,
+        RedisReadWriteLock(redis_connection, name).read(timeout=SHORT) as third,
     ):
         assert first < second < third
 
 
 async def test_a_writer_excludes_readers_and_writers(
-    client: redis.asyncio.Redis, name: str
+    redis_connection: redis.asyncio.Redis, name: str
 ) -> None:
-    lock = RedisReadWriteLock(client, name)
+    lock = RedisReadWriteLock(redis_connection, name)
     async with lock.write() as token:
         with pytest.raises(LockTimeout):
             async with lock.read(timeout=SHORT):
@@ -63,9 +53,9 @@ async def test_a_writer_excludes_readers_and_writers(
 
 
 async def test_readers_exclude_a_writer_until_they_leave(
-    client: redis.asyncio.Redis, name: str
+    redis_connection: redis.asyncio.Redis, name: str
 ) -> None:
-    lock = RedisReadWriteLock(client, name)
+    lock = RedisReadWriteLock(redis_connection, name)
     async with lock.read():
         with pytest.raises(LockTimeout):
             async with lock.write(timeout=SHORT):
@@ -77,8 +67,10 @@ async def test_readers_exclude_a_writer_until_they_leave(
         pass
 
 
-async def test_a_waiting_writer_blocks_new_readers(client: redis.asyncio.Redis, name: str) -> None:
-    lock = RedisReadWriteLock(client, name)
+async def test_a_waiting_writer_blocks_new_readers(
+    redis_connection: redis.asyncio.Redis, name: str
+) -> None:
+    lock = RedisReadWriteLock(redis_connection, name)
     events: list[str] = []
 
     async def writer() -> None:
@@ -105,11 +97,11 @@ async def test_a_waiting_writer_blocks_new_readers(client: redis.asyncio.Redis, 
 
 
 async def test_a_crashed_waiting_writer_stops_blocking_readers_after_a_lease(
-    client: redis.asyncio.Redis, name: str, monkeypatch: pytest.MonkeyPatch
+    redis_connection: redis.asyncio.Redis, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lease = 0.3
-    lock = RedisReadWriteLock(client, name, lease=lease)
-    dying = RedisReadWriteLock(client, name, lease=lease)
+    lock = RedisReadWriteLock(redis_connection, name, lease=lease)
+    dying = RedisReadWriteLock(redis_connection, name, lease=lease)
 
     async def no_cleanup(holder: str, *, writer: bool) -> bool:
         return True  # the process dies before it can withdraw its intent
@@ -138,9 +130,9 @@ async def test_a_crashed_waiting_writer_stops_blocking_readers_after_a_lease(
 
 
 async def test_a_crashed_writer_is_freed_by_its_lease(
-    client: redis.asyncio.Redis, name: str
+    redis_connection: redis.asyncio.Redis, name: str
 ) -> None:
-    lock = RedisReadWriteLock(client, name, lease=0.3)
+    lock = RedisReadWriteLock(redis_connection, name, lease=0.3)
     crashed = lock.write()
     stale = await crashed.__aenter__()  # and never leaves, as if the process died
     with pytest.raises(LockTimeout):
@@ -156,9 +148,9 @@ async def test_a_crashed_writer_is_freed_by_its_lease(
 
 
 async def test_a_crashed_reader_is_freed_by_its_lease(
-    client: redis.asyncio.Redis, name: str
+    redis_connection: redis.asyncio.Redis, name: str
 ) -> None:
-    lock = RedisReadWriteLock(client, name, lease=0.3)
+    lock = RedisReadWriteLock(redis_connection, name, lease=0.3)
     crashed = lock.read()
     await crashed.__aenter__()
     with pytest.raises(LockTimeout):
@@ -171,8 +163,10 @@ async def test_a_crashed_reader_is_freed_by_its_lease(
                 pass
 
 
-async def test_timeouts_raise_lock_timeout_on_time(client: redis.asyncio.Redis, name: str) -> None:
-    lock = RedisReadWriteLock(client, name)
+async def test_timeouts_raise_lock_timeout_on_time(
+    redis_connection: redis.asyncio.Redis, name: str
+) -> None:
+    lock = RedisReadWriteLock(redis_connection, name)
     async with lock.write():
         for timeout in (0.0, 0.3):
             started = time.monotonic()
@@ -183,8 +177,10 @@ async def test_timeouts_raise_lock_timeout_on_time(client: redis.asyncio.Redis, 
     assert issubclass(LockTimeout, TimeoutError)
 
 
-async def test_an_exception_in_the_body_releases(client: redis.asyncio.Redis, name: str) -> None:
-    lock = RedisReadWriteLock(client, name)
+async def test_an_exception_in_the_body_releases(
+    redis_connection: redis.asyncio.Redis, name: str
+) -> None:
+    lock = RedisReadWriteLock(redis_connection, name)
     with pytest.raises(ZeroDivisionError):
         async with lock.write():
             _ = 1 / 0
@@ -192,25 +188,27 @@ async def test_an_exception_in_the_body_releases(client: redis.asyncio.Redis, na
         pass
 
 
-async def test_fencing_rejects_a_stale_holder(client: redis.asyncio.Redis, name: str) -> None:
-    lock = RedisReadWriteLock(client, name, lease=0.3)
+async def test_fencing_rejects_a_stale_holder(
+    redis_connection: redis.asyncio.Redis, name: str
+) -> None:
+    lock = RedisReadWriteLock(redis_connection, name, lease=0.3)
     key = f"{name}:guarded"
     stalled = lock.write()
     stale_token = await stalled.__aenter__()
-    assert await fenced_set(client, key, b"from the first holder", stale_token)
+    assert await fenced_set(redis_connection, key, b"from the first holder", stale_token)
 
     # The first holder stalls past its lease; another writer takes over.
     async with lock.write(timeout=5) as token:
         assert token > stale_token
-        assert await fenced_set(client, key, b"from the second holder", token)
+        assert await fenced_set(redis_connection, key, b"from the second holder", token)
         # The first holder wakes up and writes: refused, nothing changes.
-        assert not await fenced_set(client, key, b"stale", stale_token)
-        assert await fenced_get(client, key) == b"from the second holder"
+        assert not await fenced_set(redis_connection, key, b"stale", stale_token)
+        assert await fenced_get(redis_connection, key) == b"from the second holder"
         # The current holder may write again with its token.
-        assert await fenced_set(client, key, b"second again", token)
+        assert await fenced_set(redis_connection, key, b"second again", token)
     await stalled.__aexit__(None, None, None)
-    assert await fenced_get(client, key) == b"second again"
-    assert await fenced_get(client, f"{name}:never-written") is None
+    assert await fenced_get(redis_connection, key) == b"second again"
+    assert await fenced_get(redis_connection, f"{name}:never-written") is None
 
 
 async def test_an_unreachable_server_is_unavailable(name: str) -> None:

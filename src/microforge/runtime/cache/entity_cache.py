@@ -14,6 +14,7 @@ import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from functools import partial
 from time import perf_counter
 from typing import Any
 
@@ -50,6 +51,7 @@ class EntityCache:
         self._epoch_key = f"{prefix}:epoch"
         self._generation_key = f"{prefix}:gen"
         self._flight: SingleFlight[Entry | None] = SingleFlight()
+        self._creating: SingleFlight[int] = SingleFlight()  # counters, by key
         # Invalidations this process has seen (its own and other instances'): a load that
         # started before one is not stored, or it could put back what the write replaced.
         self._writes = 0
@@ -133,10 +135,20 @@ class EntityCache:
     async def _stamp(
         self, counters: tuple[str, ...], stamp: tuple[int | None, ...]
     ) -> tuple[int, int]:
-        """The counter values to stamp an entry with; a missing counter is created."""
+        """The counter values to stamp an entry with; a missing counter is created.
+
+        Missing when the entry was read, a counter may exist by now: the concurrent misses
+        of a cold start all saw it missing, and each creating it would bump it again and
+        turn the entries stamped before into misses. So it is read again, and created by
+        one of them only (per process; the memory backend has nothing else to race).
+        """
         values = []
         for key, value in zip(counters, stamp, strict=True):
-            values.append(value if value is not None else await self.backend.incr(key))
+            if value is None:
+                value = _counter((await self.backend.get_many([key]))[0])
+            if value is None:
+                value, _ = await self._creating.do(key, partial(self.backend.incr, key))
+            values.append(value)
         return values[0], values[1] if len(values) > 1 else 0
 
     async def _uncached(self, load: Loader, exc: Exception) -> Entry | None:

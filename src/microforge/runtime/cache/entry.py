@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 
 _MAGIC = 0x4D  # format version 1 ('M'); anything else is read as a miss
-_HEADER = struct.Struct("<Bqqdd24s")
+_HEADER = struct.Struct("<Bqqdd32s")  # the ETag without its quotes, NUL-padded
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +27,9 @@ class Entry:
     body: bytes
 
     def encode(self) -> bytes:
-        tag = self.etag.encode("ascii")
+        tag = self.etag.strip('"').encode("ascii")
+        if len(tag) > 32:
+            raise ValueError(f"ETag too long to store: {self.etag}")
         return (
             _HEADER.pack(_MAGIC, self.epoch, self.generation, self.expires_at, self.delta, tag)
             + self.body
@@ -38,7 +40,7 @@ class Entry:
         if len(raw) < _HEADER.size or raw[0] != _MAGIC:
             return None
         _, epoch, generation, expires_at, delta, tag = _HEADER.unpack_from(raw)
-        etag = tag.rstrip(b"\x00").decode("ascii")
+        etag = '"' + tag.rstrip(b"\x00").decode("ascii") + '"'
         return cls(epoch, generation, expires_at, delta, etag, raw[_HEADER.size :])
 
     def refresh_due(self, now: float, beta: float, draw: float | None = None) -> bool:

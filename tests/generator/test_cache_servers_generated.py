@@ -1,0 +1,46 @@
+"""A generated service whose entities cache in Redis (with the read-write lock) and in
+Memcached: its settings insist on the servers' URLs, and its own tests pass against the
+real servers."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from support.project import generate, python
+
+SPEC = """\
+name: cached
+services:
+  stock:
+    entities:
+      Shelf:
+        fields: {label: {type: string, max_length: 40, searchable: true}}
+        cache: {strategy: write-through, backend: redis, lock: true, http: {max_age: 30}}
+      Bin:
+        fields:
+          code: {type: string, max_length: 12}
+          shelf: {type: relation, to: Shelf, on_delete: cascade}
+        cache: {strategy: write-back, backend: memcached, write_back: {delay: 0.2}}
+"""
+
+
+def test_a_service_caching_in_redis_and_memcached(
+    tmp_path: Path, redis_url: str, memcached_url: str
+) -> None:
+    spec = tmp_path / "cached.yaml"
+    spec.write_text(textwrap.dedent(SPEC))
+    generate(spec, tmp_path / "out")
+    service = tmp_path / "out" / "services" / "stock"
+
+    missing = python(
+        ["-c", "from stock_service.generated.settings import Settings; Settings()"], service
+    )
+    assert missing.returncode != 0
+    assert "STOCK_REDIS_URL is not set" in missing.stderr
+    assert "STOCK_MEMCACHED_URL is not set" in missing.stderr
+
+    env = {"STOCK_REDIS_URL": redis_url, "STOCK_MEMCACHED_URL": memcached_url}
+    tests = python(["-m", "pytest", "-q", "-p", "no:cacheprovider"], service, env)
+    assert tests.returncode == 0, tests.stdout[-3000:]
+    assert " passed" in tests.stdout
