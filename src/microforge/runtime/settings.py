@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .db import database_url_problem, sqlite_url
@@ -37,6 +38,13 @@ class ServiceSettings(BaseSettings):
         if problem is not None:
             raise ValueError(problem)
         return value
+
+    @model_validator(mode="after")
+    def _bus_has_a_server(self) -> Self:
+        if self.cache_bus and not self.redis_url.strip():
+            prefix = str(self.model_config.get("env_prefix", "")).upper()
+            raise ValueError(f"{prefix}CACHE_BUS needs {prefix}REDIS_URL: the bus is Redis pub/sub")
+        return self
 
 
 class AuthSettings(BaseSettings):

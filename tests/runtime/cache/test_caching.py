@@ -3,7 +3,10 @@ entities."""
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
+from pydantic import ValidationError
+from pydantic_settings import SettingsConfigDict
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.datastructures import QueryParams
 from support import runtime_service as contract
@@ -16,6 +19,7 @@ from microforge.runtime.cache.repository import CachedRepository
 from microforge.runtime.query import parse_list_query
 from microforge.runtime.resource import Resource
 from microforge.runtime.service_app import Repositories
+from microforge.runtime.settings import ServiceSettings
 
 CONFIG = CacheConfig(ttl=300, early_refresh=0, warm=("sort=name",))
 
@@ -78,3 +82,12 @@ async def test_a_cascading_delete_clears_the_caches_it_changes(engine: AsyncEngi
         stored = await conn.execute(sa.select(contract.items.c.category_id))
         assert stored.scalar_one() is None
     await caching.aclose()
+
+
+def test_the_bus_needs_a_redis_url() -> None:
+    class Settings(ServiceSettings):
+        model_config = SettingsConfigDict(env_prefix="SHOP_", extra="ignore")
+
+    with pytest.raises(ValidationError, match="SHOP_CACHE_BUS needs SHOP_REDIS_URL"):
+        Settings(database_url="sqlite+aiosqlite:///x.db", cache_bus=True)
+    assert Settings(database_url="sqlite+aiosqlite:///x.db", cache_bus=True, redis_url="redis://h")
