@@ -4,7 +4,7 @@ Replays synthetic request traces (fixed seed) through each store of
 microforge.runtime.cache.policies (LRU, LFU, TTL, W-TinyLFU) at three cache sizes, and
 compares their hit ratios with OPT, the clairvoyant optimum on the same trace, and with
 a static oracle that holds the most probable keys. No server, no database: pure Python,
-about two minutes here. See docs/benchmarks.md.
+one process, about a minute and a half here. See docs/benchmarks.md.
 
     uv run python bench/cache_policies.py          # or: bench/run cache-policies
     uv run python bench/cache_policies.py --requests 100000    # a quick look
@@ -15,13 +15,20 @@ cache does. Traces:
 - zipf 0.8 / zipf 1.0: independent requests over 100,000 keys, probability of the key
   of rank r proportional to 1/r^alpha (ranks shuffled onto key ids);
 - scan + hot set: phases of 25,000 Zipf(0.9) requests over 10,000 hot keys alternate
-  with sequential scans of 25,000 keys never seen before or after (half the requests).
+  with sequential scans of 25,000 keys never seen before or after (half the requests);
+- zipf 1.0, shifting: as zipf 1.0, but the popularity ranking is drawn afresh every
+  100,000 requests (what LFU, which never forgets a count, handles worst).
+
+TTL gives every entry the same time to live, longer than the trace, so it evicts the
+oldest write first: FIFO. The other policies get no expiry.
 
 OPT is Belady's MIN with bypass: on a miss with the cache full, of the resident keys
 and the requested one, the one whose next use is furthest (or never) is left out.
 Computed in O(n log n) from next-use indices and a heap with lazy deletion, and checked
 against an exhaustive search on small random traces before the run. No policy can beat
-it; the run checks that too.
+it; the run checks that too. The classic MIN (every missed key enters) is reported
+beside it. The static oracle holds the most probable keys of the current phase from
+their first request on: the best expected hit ratio without look-ahead.
 """
 
 from __future__ import annotations
@@ -277,8 +284,8 @@ def measure(trace: Trace, capacity: int) -> Row:
 
 
 def operation_costs(policy: Policy, capacity: int = 10_000, ops: int = 200_000) -> list[float]:
-    """µs per get hit, get miss + put (store full), and put replacing a resident key,
-    with string keys like the entity cache's."""
+    """CPU-µs per get hit, get miss + put (store full), and put replacing a resident
+    key, with string keys like the entity cache's."""
     store: Store[str, bytes] = make_store(policy, capacity, seed=SEED)
     prefix = "mf:catalog:3f2a9c1e:Product:i:"
     for i in range(capacity):
@@ -287,22 +294,22 @@ def operation_costs(policy: Policy, capacity: int = 10_000, ops: int = 200_000) 
     hot = resident[: min(len(resident), 5_000)]
     fresh = [f"{prefix}new-{i}" for i in range(ops)]
     costs: list[float] = []
-    started = time.perf_counter()
+    started = time.process_time()
     for _ in range(ops // len(hot)):
         for key in hot:
             store.get(key)
-    costs.append((time.perf_counter() - started) / (ops // len(hot) * len(hot)) * 1e6)
-    started = time.perf_counter()
+    costs.append((time.process_time() - started) / (ops // len(hot) * len(hot)) * 1e6)
+    started = time.process_time()
     for key in fresh:
         if store.get(key) is None:
             store.put(key, b"v")
-    costs.append((time.perf_counter() - started) / ops * 1e6)
+    costs.append((time.process_time() - started) / ops * 1e6)
     resident = [key for key in itertools.chain(hot, fresh) if key in store][:5_000]
-    started = time.perf_counter()
+    started = time.process_time()
     for _ in range(ops // len(resident)):
         for key in resident:
             store.put(key, b"w")
-    costs.append((time.perf_counter() - started) / (ops // len(resident) * len(resident)) * 1e6)
+    costs.append((time.process_time() - started) / (ops // len(resident) * len(resident)) * 1e6)
     return costs
 
 
@@ -310,16 +317,19 @@ def operation_costs(policy: Policy, capacity: int = 10_000, ops: int = 200_000) 
 
 
 def machine() -> str:
+    """CPU model and hypervisor as lscpu names them, cores as nproc counts them."""
     try:
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = next(
-            line.split(":", 1)[1].strip()
-            for line in lscpu.splitlines()
-            if line.startswith("Model name")
-        )
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        model = platform.processor() or "unknown CPU"
-    return f"{model}, {os.cpu_count()} cores (nproc), {platform.system()} {platform.release()}"
+    except (OSError, subprocess.CalledProcessError):
+        lscpu = ""
+    fields = {
+        name.strip(): value.strip()
+        for name, _, value in (line.partition(":") for line in lscpu.splitlines())
+    }
+    model = fields.get("Model name") or platform.processor() or "unknown CPU"
+    cores = len(os.sched_getaffinity(0))
+    vm = f", a VM ({fields['Hypervisor vendor']})" if "Hypervisor vendor" in fields else ""
+    return f"{model}, {cores} cores (nproc){vm}, {platform.system()} {platform.release()}"
 
 
 def percent(ratio: float) -> str:
@@ -333,7 +343,8 @@ def render(rows: list[Row], costs: dict[Policy, list[float]], command: str, tota
         f"`{command}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, microforge "
         f"{source_state()}. Machine: {machine()}. Python {platform.python_version()}.",
         f"Seed {SEED}; {len(rows[0].trace.requests):,} requests per trace; "
-        f"{total:.0f} s of CPU in all.",
+        f"{total:.0f} s of CPU in all; load average at the end "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} (this run counts for 1).",
         "",
         "| trace | cache size | LRU | LFU | TTL (FIFO) | W-TinyLFU | OPT | W-TinyLFU/OPT "
         "| static oracle | W-TinyLFU/oracle |",
@@ -389,7 +400,7 @@ def render(rows: list[Row], costs: dict[Policy, list[float]], command: str, tota
     )
     lines += [
         "",
-        "Single operations, µs (wall), 10,000-entry store, string keys:",
+        "Single operations, CPU-µs, 10,000-entry store, string keys like the entity cache's:",
         "",
         "| policy | get (hit) | get miss + put (full store) | put (replace) |",
         "| --- | ---: | ---: | ---: |",

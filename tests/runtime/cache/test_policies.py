@@ -270,6 +270,25 @@ def test_expired_entries_make_room_before_any_live_one_is_evicted(policy: Policy
     assert {key for key in ("old", "x", "y", "new") if key in store} == {"x", "y", "new"}
 
 
+@pytest.mark.parametrize("policy", POLICIES)
+def test_rescheduled_expiries_keep_the_heap_small_and_right(policy: Policy) -> None:
+    clock = FakeClock()
+    store: Store[int, int] = make_store(policy, 8, clock)
+    for step in range(1, 2_001):
+        store.put(step % 4, step, expires_at=float(step + 10))  # 4 keys, new times
+        heap = store._heap  # type: ignore[attr-defined]
+        assert len(heap) <= 2 * 4 + 65
+        # Every expiry is still scheduled: stale items went, live ones stayed.
+        scheduled = {(when, key) for when, _, key in heap}
+        assert all((when, key) in scheduled for key, when in store._expiry.items())  # type: ignore[attr-defined]
+    clock.now = 2_007.5  # the last puts: key 1 at 1,997 (expired), 2, 3 and 0 after
+    assert {key for key in range(4) if key in store} == {0, 2, 3}
+    assert store.get(3) == 1_999
+    clock.now = 2_009.0
+    assert store.get(3) is None
+    assert len(store) == 1
+
+
 # --- counters and small cases ---------------------------------------------------------
 
 

@@ -1,7 +1,8 @@
 """In-process bounded stores: LRU, LFU, TTL and W-TinyLFU, behind one small protocol.
 
-Written here rather than taken from cachetools: it has no W-TinyLFU, and its LFU finds
-the victim through a counter heap (O(log n) per access) where this one is O(1).
+Written here rather than taken from cachetools: it has no W-TinyLFU, per-entry expiry
+only in TLRUCache (not with LRU or LFU eviction), and its LFUCache does not evict in O(1)
+(a Counter scan before 6.0; 6.0 walks past the emptied count buckets it keeps).
 
 Every store holds at most ``capacity`` entries and honours a per-entry absolute expiry
 (``expires_at`` on the store's clock): an expired entry reads as absent, and when a new
@@ -98,13 +99,16 @@ class _Expiring(Generic[K, V]):
             if self._expiry:
                 self._expiry.pop(key, None)
             return
-        self._expiry[key] = expires_at
+        expiry = self._expiry
+        if expiry.get(key) == expires_at:
+            return  # its heap item is still valid
+        expiry[key] = expires_at
         heapq.heappush(self._heap, (expires_at, next(self._seq), key))
-        if len(self._heap) > 2 * len(self._expiry) + 64:
-            # Stale items (replaced, evicted, popped keys) outnumber live ones: rebuild.
-            # Amortised O(1): at least len(expiry) + 64 pushes happen between two rebuilds.
-            expiry = self._expiry
-            self._heap = [item for item in self._heap if expiry.get(item[2]) == item[0]]
+        if len(self._heap) > 2 * len(expiry) + 64:
+            # Stale items (replaced, evicted, popped keys) outnumber live ones: rebuild,
+            # one item per key. Amortised O(1): len(expiry) + 64 pushes at least happen
+            # between two rebuilds.
+            self._heap = [(when, next(self._seq), k) for k, when in expiry.items()]
             heapq.heapify(self._heap)
 
     def _is_expired(self, key: K) -> bool:
@@ -395,6 +399,8 @@ class TTLStore(_Expiring[K, V]):
 # W-TinyLFU's shape, from the paper (Einziger, Friedman, Manes, "TinyLFU: A Highly
 # Efficient Cache Admission Policy") and Caffeine's defaults.
 WINDOW_PERCENT = 1  # admission window, an LRU in front of the main space (rounded up)
+# The window stays at 1%: Caffeine's run-time resizing (hill climbing on the hit rate) was
+# tried and lowered the hit ratio on 11 of the 12 benchmark rows (docs/benchmarks.md).
 PROTECTED_PERCENT = 80  # of the main space; the rest is probation
 # A warm candidate (this count or more) that loses is still admitted 1 time in 128, as
 # Caffeine does: otherwise keys forged to collide with a hot victim's counters could
@@ -406,7 +412,10 @@ class TinyLFUStore(_Expiring[K, V]):
     """W-TinyLFU: new keys enter a small LRU window; the window's victim competes with
     the main space's victim (segmented LRU: probation, then protected after a second
     use), and the one the frequency sketch rates higher stays. A one-time scan thus
-    flows through the window without displacing the frequently used keys."""
+    flows through the window without displacing the frequently used keys.
+
+    A refused candidate also leaves to make room: it counts in ``evictions`` as well as
+    in ``rejections``, so ``evictions`` compares across policies."""
 
     def __init__(
         self, capacity: int, clock: Clock = time.monotonic, *, seed: int | None = None

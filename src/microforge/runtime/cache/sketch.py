@@ -5,10 +5,11 @@ filter, as in the TinyLFU paper (Einziger, Friedman, Manes). Admission only asks
 of two keys was used more *recently and often*, so small saturating counters suffice, and
 they are halved every ``sample_size`` accesses ("aging") so that yesterday's popular keys
 lose their claim. The doorkeeper absorbs a key's first access in a sample period: the
-many keys seen only once never touch the counters, which keeps their estimates clean.
+many keys seen only once never reach the counters, which stay for keys that come back.
 
 Sizes follow Caffeine's budget: 16 counters per cached entry (4 rows, each 4x the
-capacity rounded up to a power of two) and a sample period of 10x the capacity.
+capacity rounded up to a power of two) and a sample period of 10x the capacity. Memory:
+8 bytes of counters and 10 to 20 bytes of doorkeeper per cached entry.
 """
 
 from __future__ import annotations
