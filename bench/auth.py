@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import statistics
 import sys
 import tempfile
 import uuid
@@ -38,35 +37,33 @@ import yaml
 from run import (
     BENCH,
     LIST_PATH,
-    SCENARIOS,
+    READ_SCENARIOS,
     AppSetup,
     BenchError,
-    CpuWatch,
     DataFiles,
     Measured,
     Options,
     SeedData,
     Server,
-    WrkResult,
     base_env,
     check_machine,
     create_postgres_database,
+    expect_status,
     expected_list,
+    fresh_rounds,
     insert_seed,
     load_average,
     log,
     make_parser,
     make_seed,
-    measure,
+    median_of,
     migrate,
+    ms,
     parse_options,
     postgres_version,
     publish,
-    round_order,
     rounds_table,
     run_checked,
-    run_wrk,
-    running,
     setting_lines,
     source_state,
     venv_tool,
@@ -78,7 +75,7 @@ from microforge.runtime.auth.tokens import TokenIssuer
 
 DEFAULT_OUTPUT = BENCH / "results" / "auth.md"
 TOKEN_TTL = 24 * 3600  # outlives any run; the service caches the verified token till then
-MEASURED = tuple(s for s in SCENARIOS if s.key in ("get", "list"))
+MEASURED = READ_SCENARIOS
 GOAL = 0.90  # auth on at no fewer than 90% of the requests per second of auth off
 
 
@@ -192,14 +189,6 @@ def setups(urls: dict[str, str], services: dict[str, Path], tokens: Tokens) -> d
 # --- checks ---------------------------------------------------------------------------
 
 
-def _expect(app: str, name: str, response: httpx.Response, status: int) -> None:
-    if response.status_code != status:
-        raise BenchError(
-            f"{app}: {name} answered {response.status_code}, expected {status}: "
-            f"{response.text[:500]}"
-        )
-
-
 def check_answers(servers: dict[str, Server], seed: SeedData, tokens: Tokens) -> None:
     """Before measuring: every app answers both scenarios with the seeded data, auth-on
     apps refuse requests without a valid token, and the owned one hides rows from others."""
@@ -213,9 +202,9 @@ def check_answers(servers: dict[str, Server], seed: SeedData, tokens: Tokens) ->
         with httpx.Client(base_url=server.url, timeout=10) as client:
             one = client.get(f"/products/{product['id']}", headers=mine)
             page = client.get(LIST_PATH, headers=mine)
-            _expect(app, "GET one", one, 200)
-            _expect(app, "list", page, 200)
-            _expect(
+            expect_status(app, "GET one", one, 200)
+            expect_status(app, "list", page, 200)
+            expect_status(
                 app, "GET unknown id", client.get(f"/products/{uuid.uuid4()}", headers=mine), 404
             )
             if on:
@@ -223,23 +212,23 @@ def check_answers(servers: dict[str, Server], seed: SeedData, tokens: Tokens) ->
                     ("without a token", {}),
                     ("with a forged token", {"Authorization": f"Bearer {tokens.forged}"}),
                 ):
-                    _expect(
+                    expect_status(
                         app,
                         f"GET one {name}",
                         client.get(f"/products/{product['id']}", headers=headers),
                         401,
                     )
-                    _expect(app, f"list {name}", client.get(LIST_PATH, headers=headers), 401)
+                    expect_status(app, f"list {name}", client.get(LIST_PATH, headers=headers), 401)
                 other = {"Authorization": f"Bearer {tokens.stranger}"}
                 theirs = client.get(f"/products/{product['id']}", headers=other)
                 their_page = client.get(LIST_PATH, headers=other)
                 if variant.owned:
-                    _expect(app, "GET one of another owner", theirs, 404)
-                    _expect(app, "list of another owner", their_page, 200)
+                    expect_status(app, "GET one of another owner", theirs, 404)
+                    expect_status(app, "list of another owner", their_page, 200)
                     if their_page.json()["total"] != 0:
                         raise BenchError(f"{app}: another user lists {their_page.json()}")
                 else:
-                    _expect(app, "GET one by another user", theirs, 200)
+                    expect_status(app, "GET one by another user", theirs, 200)
         got, listed = one.json(), page.json()
         if (got["id"], got["name"], Decimal(got["price"])) != (
             str(product["id"]),
@@ -280,55 +269,20 @@ def bench_database(
         owner = tokens.subject if variant_of(app).owned else None
         asyncio.run(insert_seed(urls[app], seed, owner))
     headers = {app: (tokens.header,) if app.endswith("-on") else () for app in APPS}
-    measured = Measured(APPS)
-    for round_number in range(options.rounds):
-        # Fresh processes every round: with one process per app for a whole run, the list
-        # of one auth-off service cost 10-17% more CPU than its auth-on twin in every
-        # round, and the same as it in the next run (docs/benchmarks.md). The medians
-        # should see that spread between processes, not one draw of it.
-        with running(apps, work, f"{label}-r{round_number}") as servers:
-            check_answers(servers, seed, tokens)
-            watch = CpuWatch([s.process.pid for s in servers.values()], postgres_pid)
-            for scenario in MEASURED if options.warmup else ():
-                for app in APPS:
-                    run_wrk(
-                        servers[app],
-                        scenario,
-                        files,
-                        options.warmup,
-                        options.connections,
-                        f"{label}-r{round_number}-warmup-{app}",
-                        watch,
-                        headers[app],
-                    )
-            order = round_order(APPS, round_number)  # none always first, on or off
-            for scenario in MEASURED:
-                for app in order:
-                    tag = f"{label}-r{round_number}-{app}"
-                    result = measure(
-                        servers[app], scenario, files, options, tag, watch, headers[app]
-                    )
-                    measured.add(scenario.key, app, result)
-                    log(
-                        f"{label} round {round_number + 1}/{options.rounds} {scenario.key:<4} "
-                        f"{app:<9} {result.requests_per_s:9.1f} req/s  "
-                        f"p50 {result.p50_ms:.2f}ms  p99 {result.p99_ms:.2f}ms  "
-                        f"{result.cpu_us_per_request:.0f} CPU-µs/req, "
-                        f"others {result.foreign_cpu:.0%}"
-                    )
-    return measured
+    return fresh_rounds(
+        label,
+        apps,
+        options,
+        files,
+        work,
+        MEASURED,
+        lambda servers: check_answers(servers, seed, tokens),
+        postgres_pid=postgres_pid,
+        headers=headers,
+    )
 
 
 # --- report ---------------------------------------------------------------------------
-
-
-def _median(results: Sequence[WrkResult], name: str) -> float:
-    values: list[float] = [getattr(r, name) for r in results]
-    return statistics.median(values)
-
-
-def _ms(value: float) -> str:
-    return f"{value:.2f}" if value < 10 else f"{value:.1f}"
 
 
 def ratio_table(measured: Measured) -> tuple[list[str], list[str]]:
@@ -343,19 +297,21 @@ def ratio_table(measured: Measured) -> tuple[list[str], list[str]]:
         for variant in VARIANTS:
             off = measured.rounds[(scenario.key, variant.off)]
             on = measured.rounds[(scenario.key, variant.on)]
-            ratio = _median(on, "requests_per_s") / _median(off, "requests_per_s")
+            rate_off, rate_on = median_of(off, "requests_per_s"), median_of(on, "requests_per_s")
+            ratio = rate_on / rate_off
             each = ", ".join(
                 f"{b.requests_per_s / a.requests_per_s:.2f}" for a, b in zip(off, on, strict=True)
             )
-            cpu_off, cpu_on = _median(off, "cpu_us_per_request"), _median(on, "cpu_us_per_request")
+            cpu_off = median_of(off, "cpu_us_per_request")
+            cpu_on = median_of(on, "cpu_us_per_request")
             if ratio < GOAL:
                 missed.append(f"{scenario.key} {variant.key} ({ratio:.2f}x)")
             lines.append(
                 f"| {scenario.key} | {variant.title} "
-                f"| {_median(off, 'requests_per_s'):,.0f} | {_median(on, 'requests_per_s'):,.0f} "
+                f"| {rate_off:,.0f} | {rate_on:,.0f} "
                 f"| {ratio:.2f}x | {each} "
-                f"| {_ms(_median(off, 'p50_ms'))} / {_ms(_median(off, 'p99_ms'))} "
-                f"| {_ms(_median(on, 'p50_ms'))} / {_ms(_median(on, 'p99_ms'))} "
+                f"| {ms(median_of(off, 'p50_ms'))} / {ms(median_of(off, 'p99_ms'))} "
+                f"| {ms(median_of(on, 'p50_ms'))} / {ms(median_of(on, 'p99_ms'))} "
                 f"| {cpu_off:,.0f} | {cpu_on:,.0f} | {cpu_on - cpu_off:+,.0f} |"
             )
     return lines, missed

@@ -33,8 +33,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -334,6 +334,7 @@ SCENARIOS = (
     Scenario("list", "list: status=active, price<50, sort -price, limit 20", "list"),
     Scenario("post", "POST a product", "post"),
 )
+READ_SCENARIOS = tuple(s for s in SCENARIOS if s.mode != "post")  # GET one and the list
 
 
 @dataclass(frozen=True)
@@ -469,9 +470,13 @@ class CpuShares:
 
 
 class CpuWatch:
-    def __init__(self, app_pids: Sequence[int], postgres_pid: int | None) -> None:
+    def __init__(
+        self, app_pids: Sequence[int], postgres_pid: int | None, helper_pids: Sequence[int] = ()
+    ) -> None:
         self.app_pids = list(app_pids)
         self.postgres_pid = postgres_pid
+        # Other servers the benchmark started (bench/cache.py's Redis): theirs, not others'.
+        self.helper_pids = list(helper_pids)
 
     def snapshot(self, app_pid: int) -> CpuSnapshot:
         children = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk, once it was waited for
@@ -480,6 +485,7 @@ class CpuWatch:
         ours += sum(process_ticks(pid) for pid in self.app_pids)
         if self.postgres_pid:
             ours += tree_ticks(self.postgres_pid)
+        ours += sum(tree_ticks(pid) for pid in self.helper_pids)
         return CpuSnapshot(
             core_ticks(int(APP_CORE)), core_ticks(int(WRK_CORE)), process_ticks(app_pid), ours
         )
@@ -839,6 +845,15 @@ def expected_list(seed: SeedData) -> list[dict[str, Any]]:
     )
 
 
+def expect_status(app: str, name: str, response: httpx.Response, status: int) -> None:
+    """Fail the benchmark when a check request got another status than ``status``."""
+    if response.status_code != status:
+        raise BenchError(
+            f"{app}: {name} answered {response.status_code}, expected {status}: "
+            f"{response.text[:500]}"
+        )
+
+
 def check_answers(servers: dict[str, Server], seed: SeedData, tag: str) -> None:
     """Every app answers each scenario successfully and with the same data.
 
@@ -866,11 +881,7 @@ def check_answers(servers: dict[str, Server], seed: SeedData, tag: str) -> None:
             ("POST", created, 201),
             ("GET unknown id", missing, 404),
         ):
-            if response.status_code != status:
-                raise BenchError(
-                    f"{app}: {name} answered {response.status_code}, expected {status}: "
-                    f"{response.text[:500]}"
-                )
+            expect_status(app, name, response, status)
         got = one.json()
         if (got["id"], got["name"], Decimal(got["price"])) != (
             str(product["id"]),
@@ -991,6 +1002,75 @@ def bench_database(
     return measured
 
 
+Observe = Callable[[str, str, Server], AbstractContextManager[object]]
+
+
+def fresh_rounds(
+    label: str,
+    setups: dict[str, AppSetup],
+    options: Options,
+    files: DataFiles,
+    work: Path,
+    scenarios: Sequence[Scenario],
+    prepare: Callable[[dict[str, Server]], None],
+    *,
+    postgres_pid: int | None = None,
+    helper_pids: Sequence[int] = (),
+    headers: Mapping[str, Sequence[str]] | None = None,
+    observe: Observe | None = None,
+) -> Measured:
+    """Every scenario on every app, `options.rounds` times, each round with fresh processes.
+
+    A round starts all apps, calls `prepare(servers)` (check their answers; fill a cache),
+    warms each app up on every scenario and measures them, the app going first rotating.
+    Fresh processes every round (bench/auth.py, bench/cache.py): with one process per app
+    for a whole run, the list of one auth-off service cost 10-17% more CPU than its
+    auth-on twin in every round, and the same as it in the next run (docs/benchmarks.md).
+    The medians should see that spread between processes, not one draw of it.
+
+    `headers[app]` go with each of that app's requests; `observe(scenario, app, server)`
+    wraps each measured run (bench/cache.py reads the cache's counters around it);
+    `helper_pids` are other servers the benchmark started (their CPU is not "others").
+    """
+    apps = tuple(setups)
+    sent = headers or {}
+    measured = Measured(apps)
+    width = max(len(app) for app in apps)
+    for round_number in range(options.rounds):
+        with running(setups, work, f"{label}-r{round_number}") as servers:
+            prepare(servers)
+            watch = CpuWatch([s.process.pid for s in servers.values()], postgres_pid, helper_pids)
+            for scenario in scenarios if options.warmup else ():
+                for app in apps:
+                    run_wrk(
+                        servers[app],
+                        scenario,
+                        files,
+                        options.warmup,
+                        options.connections,
+                        f"{label}-r{round_number}-warmup-{app}",
+                        watch,
+                        sent.get(app, ()),
+                    )
+            for scenario in scenarios:
+                for app in round_order(apps, round_number):
+                    tag = f"{label}-r{round_number}-{app}"
+                    around = observe(scenario.key, app, servers[app]) if observe else nullcontext()
+                    with around:
+                        result = measure(
+                            servers[app], scenario, files, options, tag, watch, sent.get(app, ())
+                        )
+                    measured.add(scenario.key, app, result)
+                    log(
+                        f"{label} round {round_number + 1}/{options.rounds} {scenario.key:<4} "
+                        f"{app:<{width}} {result.requests_per_s:9.1f} req/s  "
+                        f"p50 {result.p50_ms:.2f}ms  p99 {result.p99_ms:.2f}ms  "
+                        f"{result.cpu_us_per_request:.0f} CPU-µs/req, "
+                        f"others {result.foreign_cpu:.0%}"
+                    )
+    return measured
+
+
 # --- generate timing ------------------------------------------------------------------
 
 
@@ -1064,7 +1144,14 @@ def _median_result(results: list[WrkResult]) -> WrkResult:
     )
 
 
-def _ms(value: float) -> str:
+def median_of(results: Sequence[WrkResult], name: str) -> float:
+    """The median of one WrkResult field (requests_per_s, p99_ms, ...) over rounds."""
+    values: list[float] = [getattr(r, name) for r in results]
+    return statistics.median(values)
+
+
+def ms(value: float) -> str:
+    """Milliseconds as the tables show them: two decimals below 10, one above."""
     return f"{value:.2f}" if value < 10 else f"{value:.1f}"
 
 
@@ -1093,8 +1180,8 @@ def database_table(measured: Measured) -> tuple[list[str], list[str]]:
             f"| {handwritten.requests_per_s:,.0f} | {ratio:.2f}x "
         )
         latencies = (
-            f"| {_ms(generated.p50_ms)} / {_ms(generated.p99_ms)} "
-            f"| {_ms(handwritten.p50_ms)} / {_ms(handwritten.p99_ms)} |"
+            f"| {ms(generated.p50_ms)} / {ms(generated.p99_ms)} "
+            f"| {ms(handwritten.p50_ms)} / {ms(handwritten.p99_ms)} |"
         )
         if ceiling:
             top = _median_result(measured.rounds[(scenario.key, CEILING_APP)])
@@ -1102,7 +1189,7 @@ def database_table(measured: Measured) -> tuple[list[str], list[str]]:
                 f"| {top.requests_per_s:,.0f} "
                 f"| {generated.requests_per_s / top.requests_per_s:.2f}x "
             )
-            latencies += f" {_ms(top.p50_ms)} / {_ms(top.p99_ms)} |"
+            latencies += f" {ms(top.p50_ms)} / {ms(top.p99_ms)} |"
         lines.append(row + latencies)
     return lines, below
 
