@@ -48,6 +48,7 @@ class Resource:
     default_sort: tuple[str, ...] = ("created_at",)
     links: dict[str, Link] = field(default_factory=dict)
     cache: CacheConfig | None = None  # None: every read goes to the database
+    path: str = ""  # where the routes serve it, e.g. "/products" (for cache hits)
 
     def __post_init__(self) -> None:
         self.id_column: Column[Any] = self.table.c.id

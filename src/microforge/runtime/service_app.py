@@ -20,6 +20,7 @@ from .auth.tokens import TokenVerifier
 from .body_limit import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from .cache.admin import cache_router
 from .cache.caching import Caching
+from .cache.hits import CachedReads
 from .jsonio import JSONBytes
 from .problems import install_problem_handlers, problem_response
 from .repository import Repository
@@ -83,6 +84,8 @@ def create_service_app(
     app.state.token_verifier = token_verifier  # read by runtime.auth.authenticate
     app.state.peers = peers  # the other services, called with this one's own credentials
     app.state.caching = caching  # caches by entity: app.state.caching.cached("Product")
+    if caching is not None and caching.repositories:
+        app.add_middleware(CachedReads, caching=caching)  # innermost: just before routing
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     if cors_origins:
         # Closed unless origins are configured: browsers elsewhere cannot call the API.

@@ -406,7 +406,7 @@ class EntityCache(_Strict):
         "memory",
         description="Where entries live: memory (in the service process), redis or "
         "memcached (shared by every instance; the server's address comes from "
-        "<SERVICE>_CACHE_URL).",
+        "<SERVICE>_REDIS_URL or <SERVICE>_MEMCACHED_URL).",
     )
     lists: bool = Field(True, description="Cache list pages too, not only GET one.")
     early_refresh: float = Field(

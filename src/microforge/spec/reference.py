@@ -42,6 +42,9 @@ def render_reference(schema: dict[str, Any]) -> str:
                 ("Login throttle", "LoginThrottle"),
                 ("Entity access", "EntityAccess"),
                 ("Field access", "FieldAccess"),
+                ("Entity cache", "EntityCache"),
+                ("HTTP caching", "HttpCaching"),
+                ("Write-back", "WriteBack"),
             )
         ),
         "### Field types\n\nEvery field is a mapping with a `type`; the other keys are the "
@@ -145,6 +148,8 @@ def _type(prop: dict[str, Any], schema: dict[str, Any]) -> str:
     limits = []
     if "minimum" in prop:
         limits.append(f">= {prop['minimum']}")
+    if "exclusiveMinimum" in prop:
+        limits.append(f"> {prop['exclusiveMinimum']}")
     if "maximum" in prop:
         limits.append(f"<= {prop['maximum']}")
     if "minLength" in prop or "maxLength" in prop:

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from fastapi import Depends
+from starlette.requests import HTTPConnection
 
 from ..jsonio import Payload
 from ..repository import Repository
@@ -45,6 +46,10 @@ class Guard:
             return caller
 
         return allowed_caller
+
+    async def caller(self, request: HTTPConnection) -> Principal:
+        """Who is calling, exactly as the routes' `Caller` dependency says."""
+        return await self._guards.authenticate(request)
 
     def scope(self, caller: Principal, action: str) -> RowScope:
         """401/403 unless the caller may do ``action``; else the rows they may do it to."""

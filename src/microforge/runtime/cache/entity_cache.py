@@ -69,13 +69,19 @@ class EntityCache:
 
     # Reads -----------------------------------------------------------------------------
 
-    async def get(self, key: str, load: Loader, *, is_list: bool = False) -> Entry | None:
-        """The entry at ``key``, loaded with ``load()`` on a miss (None: nothing to cache)."""
+    async def get(
+        self, key: str, load: Loader, *, is_list: bool = False, fill: bool = True
+    ) -> Entry | None:
+        """The entry at ``key``, loaded with ``load()`` on a miss (None: nothing to cache).
+
+        ``fill=False`` answers hits only: a miss is None, neither loaded nor counted (the
+        caller goes on to the normal path, which counts it).
+        """
         counters = (self._epoch_key, self._generation_key) if is_list else (self._epoch_key,)
         try:
             raw, *values = await self.backend.get_many([key, *counters])
         except CacheUnavailable as exc:
-            return await self._uncached(load, exc)
+            return await self._uncached(load, exc) if fill else None
         stamp = tuple(_counter(v) for v in values)
         entry = Entry.decode(raw) if raw is not None else None
         now = self._clock()
@@ -85,6 +91,8 @@ class EntityCache:
                 self.stats.early_refreshes += 1
                 self._flight.start(key, lambda: self._refresh(key, load, counters, stamp))
             return entry
+        if not fill:
+            return None
         self.stats.misses += 1
         entry, joined = await self._flight.do(key, lambda: self._fill(key, load, counters, stamp))
         if joined:

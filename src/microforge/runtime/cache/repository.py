@@ -65,6 +65,13 @@ class CachedRepository(Repository):
     # Reads -----------------------------------------------------------------------------
 
     async def read_one(self, id: Any, scope: RowScope | None = None) -> Payload | None:
+        return await self._one(id, scope, fill=True)
+
+    async def cached_one(self, id: Any, scope: RowScope | None = None) -> Payload | None:
+        """Like read_one, but only from the cache: None on a miss (or no such row)."""
+        return await self._one(id, scope, fill=False)
+
+    async def _one(self, id: Any, scope: RowScope | None, *, fill: bool) -> Payload | None:
         if not self._may_exist(id):
             return None
         if scope is not None and scope.unrestricted:
@@ -72,8 +79,9 @@ class CachedRepository(Repository):
         if scope is not None and scope.empty:
             return None
         if scope is not None and not _comparable(scope):
-            return await super().read_one(id, scope)
-        entry = await self.cache.get(self.cache.item_key(id), lambda: self._load(id))
+            return await super().read_one(id, scope) if fill else None
+        key = self.cache.item_key(id)
+        entry = await self.cache.get(key, lambda: self._load(id), fill=fill)
         if entry is None:
             return None
         payload = Payload(entry.body, entry.etag)
@@ -96,6 +104,19 @@ class CachedRepository(Repository):
         entry = await self.cache.get(key, lambda: self.list(query, scope), is_list=True)
         assert entry is not None  # a page is never None
         return Payload(entry.body, entry.etag)
+
+    async def cached_page(self, params: QueryParams, scope: RowScope | None) -> Payload | None:
+        """A list page only from the cache, before its query is parsed: a cached page's
+        query was valid when it was stored. None on a miss."""
+        if not self.config.lists:
+            return None
+        key = self.cache.list_key(_list_material(params, scope))
+
+        async def load() -> dict[str, Any]:  # only for an early refresh of a hit
+            return await self.list(parse_list_query(params, self.resource), scope)
+
+        entry = await self.cache.get(key, load, is_list=True, fill=False)
+        return None if entry is None else Payload(entry.body, entry.etag)
 
     async def warm(self, queries: Sequence[str], scopes: Sequence[RowScope]) -> None:
         """Load the spec's warm-up list queries for each scope (cold start)."""

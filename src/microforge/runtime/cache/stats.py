@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 @dataclass
 class CacheStats:
     hits: int = 0
+    served_early: int = 0  # hits answered before routing (runtime.cache.hits)
     misses: int = 0
     loads: int = 0
     load_seconds: float = 0.0
@@ -33,6 +34,7 @@ class CacheStats:
 # (name, help, kind) of what the collector exports, in the order above.
 _COUNTERS = (
     ("hits", "Reads answered from the cache"),
+    ("served_early", "Cache hits answered before routing"),
     ("misses", "Reads the cache could not answer"),
     ("loads", "Loads from the database after a miss or for an early refresh"),
     ("load_seconds", "Time spent loading from the database"),
