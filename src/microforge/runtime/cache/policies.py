@@ -115,6 +115,14 @@ class _Expiring(Generic[K, V]):
         when = self._expiry.get(key)
         return when is not None and when <= self._clock()
 
+    def _expired(self, key: K) -> bool:
+        """Whether a held entry has expired; if so it is dropped and counted."""
+        if not self._is_expired(key):
+            return False
+        self._drop(key)
+        self.expirations += 1
+        return True
+
     def _reap(self) -> int:
         """Drop every expired entry; how many there were."""
         heap = self._heap
@@ -166,12 +174,8 @@ class LRUStore(_Expiring[K, V]):
         value = self._data.get(key, _MISSING)
         if value is _MISSING:
             return None
-        if self._expiry:
-            when = self._expiry.get(key)
-            if when is not None and when <= self._clock():
-                self._drop(key)
-                self.expirations += 1
-                return None
+        if self._expiry and self._expired(key):
+            return None
         self._data.move_to_end(key)
         return value  # type: ignore[no-any-return]
 
@@ -265,12 +269,8 @@ class LFUStore(_Expiring[K, V]):
         value = self._values.get(key, _MISSING)
         if value is _MISSING:
             return None
-        if self._expiry:
-            when = self._expiry.get(key)
-            if when is not None and when <= self._clock():
-                self._drop(key)
-                self.expirations += 1
-                return None
+        if self._expiry and self._expired(key):
+            return None
         self._count(key, self._bucket[key])
         return value  # type: ignore[no-any-return]
 
@@ -343,12 +343,8 @@ class TTLStore(_Expiring[K, V]):
         value = self._values.get(key, _MISSING)
         if value is _MISSING:
             return None
-        if self._expiry:
-            when = self._expiry.get(key)
-            if when is not None and when <= self._clock():
-                self._drop(key)
-                self.expirations += 1
-                return None
+        if self._expiry and self._expired(key):
+            return None
         return value  # type: ignore[no-any-return]
 
     def put(self, key: K, value: V, expires_at: float | None = None) -> None:
@@ -438,12 +434,8 @@ class TinyLFUStore(_Expiring[K, V]):
         segment = self._where.get(key)
         if segment is None:
             return None
-        if self._expiry:
-            when = self._expiry.get(key)
-            if when is not None and when <= self._clock():
-                self._drop(key)
-                self.expirations += 1
-                return None
+        if self._expiry and self._expired(key):
+            return None
         value = segment[key]
         self._touch(key, segment)
         return value
