@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import sys
-import tempfile
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,7 +45,7 @@ from run import (
     SeedData,
     Server,
     base_env,
-    check_machine,
+    begin,
     create_postgres_database,
     expect_status,
     expected_list,
@@ -65,7 +64,6 @@ from run import (
     rounds_table,
     run_checked,
     setting_lines,
-    source_state,
     venv_tool,
     write_data_files,
 )
@@ -364,16 +362,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         generate=False,
     )
     options = parse_options(sys.argv[1:] if argv is None else argv, parser)
-    started = dt.datetime.now(dt.UTC)
-    source = source_state()
-    load_before = load_average()
-    try:
-        check_machine()
-    except BenchError as exc:
-        print(f"bench: error: {exc}", file=sys.stderr)
+    run = begin("auth-")
+    if run is None:
         return 1
-    work = Path(tempfile.mkdtemp(prefix="microforge-bench-auth-"))
-    log(f"work folder {work}; load average {load_before}")
+    started, source, load_before, work = run.started, run.source, run.load_before, run.work
     try:
         services = generate(work)
         tokens = make_tokens(work, VARIANTS[0].spec)

@@ -31,7 +31,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -58,7 +57,7 @@ from run import (
     SeedData,
     Server,
     base_env,
-    check_machine,
+    begin,
     create_postgres_database,
     expect_status,
     expected_list,
@@ -78,7 +77,6 @@ from run import (
     rounds_table,
     run_checked,
     setting_lines,
-    source_state,
     venv_tool,
     write_data_files,
 )
@@ -511,16 +509,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)  # this script's own options; parse_options reads the rest
     options = parse_options(argv, parser)
     assert options.only is not None
-    started = dt.datetime.now(dt.UTC)
-    source = source_state()
-    load_before = load_average()
-    try:
-        check_machine()
-    except BenchError as exc:
-        print(f"bench: error: {exc}", file=sys.stderr)
+    run = begin("cache-")
+    if run is None:
         return 1
-    work = Path(tempfile.mkdtemp(prefix="microforge-bench-cache-"))
-    log(f"work folder {work}; load average {load_before}")
+    started, source, load_before, work = run.started, run.source, run.load_before, run.work
     try:
         with (
             redis_server(work)

@@ -515,6 +515,30 @@ class CpuWatch:
                 return
 
 
+def warm_up(
+    servers: Mapping[str, Server],
+    scenarios: Sequence[Scenario],
+    files: DataFiles,
+    options: Options,
+    label: str,
+    watch: CpuWatch,
+    headers: Mapping[str, Sequence[str]] | None = None,
+) -> None:
+    """Run every scenario against every app for ``options.warmup`` seconds, unmeasured."""
+    for scenario in scenarios:
+        for app, server in servers.items():
+            run_wrk(
+                server,
+                scenario,
+                files,
+                options.warmup,
+                options.connections,
+                f"{label}-warmup-{app}",
+                watch,
+                (headers or {}).get(app, ()),
+            )
+
+
 def run_wrk(
     server: Server,
     scenario: Scenario,
@@ -972,17 +996,7 @@ def bench_database(
         watch = CpuWatch([s.process.pid for s in servers.values()], postgres_pid)
         if options.warmup:
             log(f"{label}: warm-up, {options.warmup}s per app and scenario")
-            for scenario in SCENARIOS:
-                for app in apps:
-                    run_wrk(
-                        servers[app],
-                        scenario,
-                        files,
-                        options.warmup,
-                        options.connections,
-                        f"{label}-warmup-{app}",
-                        watch,
-                    )
+            warm_up(servers, SCENARIOS, files, options, label, watch)
         for round_number in range(options.rounds):
             # Rotate which app goes first so none always runs on a warmer machine.
             order = round_order(apps, round_number)
@@ -1040,18 +1054,8 @@ def fresh_rounds(
         with running(setups, work, f"{label}-r{round_number}") as servers:
             prepare(servers)
             watch = CpuWatch([s.process.pid for s in servers.values()], postgres_pid, helper_pids)
-            for scenario in scenarios if options.warmup else ():
-                for app in apps:
-                    run_wrk(
-                        servers[app],
-                        scenario,
-                        files,
-                        options.warmup,
-                        options.connections,
-                        f"{label}-r{round_number}-warmup-{app}",
-                        watch,
-                        sent.get(app, ()),
-                    )
+            if options.warmup:
+                warm_up(servers, scenarios, files, options, f"{label}-r{round_number}", watch, sent)
             for scenario in scenarios:
                 for app in round_order(apps, round_number):
                     tag = f"{label}-r{round_number}-{app}"
@@ -1328,18 +1332,37 @@ def check_machine() -> None:
         raise BenchError(f"needs cores {APP_CORE} and {WRK_CORE}; this process may use {cores}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    options = parse_options(sys.argv[1:] if argv is None else argv)
+@dataclass(frozen=True)
+class RunStart:
+    """What every benchmark notes before it starts, and the folder it works in."""
+
+    started: dt.datetime
+    source: str  # the apps load the tree as it is now
+    load_before: str
+    work: Path
+
+
+def begin(name: str) -> RunStart | None:
+    """Check the machine and make a work folder; None (after saying why) if it cannot run."""
     started = dt.datetime.now(dt.UTC)
-    source = source_state()  # the apps load the tree as it is now
+    source = source_state()
     load_before = load_average()
     try:
         check_machine()
     except BenchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
-        return 1
-    work = Path(tempfile.mkdtemp(prefix="microforge-bench-"))
+        return None
+    work = Path(tempfile.mkdtemp(prefix=f"microforge-bench-{name}"))
     log(f"work folder {work}; load average {load_before}")
+    return RunStart(started, source, load_before, work)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_options(sys.argv[1:] if argv is None else argv)
+    run = begin("")
+    if run is None:
+        return 1
+    started, source, load_before, work = run.started, run.source, run.load_before, run.work
     try:
         generate = None
         if options.generate_runs:
