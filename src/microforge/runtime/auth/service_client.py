@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 
+from ..retries import RetryingTransport
+
 
 class ServiceTokenError(Exception):
     """The identity service did not hand out a token."""
@@ -140,8 +142,14 @@ class ServiceTokenAuth(httpx.Auth):
 
 
 def service_client(base_url: str, tokens: ServiceTokenSource, **options: Any) -> httpx.AsyncClient:
-    """An httpx.AsyncClient for `base_url` that authenticates with `tokens`.
+    """An httpx.AsyncClient for `base_url` that authenticates with `tokens` and retries
+    what is safe to retry (runtime.retries: backoff with jitter, a retry budget, an
+    Idempotency-Key on every POST).
 
-    `options` go to httpx.AsyncClient (timeout, transport, ...).
+    `options` go to httpx.AsyncClient (timeout, ...); a `transport` given there is
+    wrapped by the retries.
     """
-    return httpx.AsyncClient(base_url=base_url, auth=ServiceTokenAuth(tokens), **options)
+    transport = RetryingTransport(options.pop("transport", None))
+    return httpx.AsyncClient(
+        base_url=base_url, auth=ServiceTokenAuth(tokens), transport=transport, **options
+    )
