@@ -13,6 +13,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import redis.asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..auth.policy import ALL_ROWS, EntityPolicy, RowScope
@@ -20,11 +21,12 @@ from ..auth.principal import ANONYMOUS
 from ..problems import Problem
 from ..repository import Repository
 from ..resource import Resource
-from .backends import Backend, open_backend
+from .backends import Backend, open_backend, redis_client
 from .bus import InvalidationBus
 from .config import CacheConfig
-from .entity_cache import EntityCache
+from .entity_cache import EntityCache, LockFactory
 from .repository import CachedRepository
+from .rwlock import RedisReadWriteLock
 
 log = logging.getLogger("microforge.cache")
 
@@ -52,7 +54,7 @@ class Caching:
             if not redis_url:
                 raise ValueError("the cache bus needs a Redis URL (set <SERVICE>_REDIS_URL)")
             self.bus = InvalidationBus(redis_url, f"mf:{service}:cache")
-        self._lock_client: Any = None
+        self._lock_client: redis.asyncio.Redis | None = None
 
     # Building --------------------------------------------------------------------------
 
@@ -113,13 +115,10 @@ class Caching:
             self._backends.append(shared)
         return shared
 
-    def _lock(self, config: CacheConfig) -> Any:
-        import redis.asyncio as redis
-
-        from .rwlock import RedisReadWriteLock
-
+    def _lock(self, config: CacheConfig) -> LockFactory:
+        # The same client settings as the Redis backend (a `?timeout=` in the URL included).
         if self._lock_client is None:
-            self._lock_client = redis.from_url(self._urls["redis"])
+            self._lock_client, _ = redis_client(self._urls["redis"])
         client = self._lock_client
         return lambda key: RedisReadWriteLock(client, f"{key}:lock")
 
@@ -179,10 +178,6 @@ class Caching:
                 values["write_back_pending"] = len(repo.write_behind.pending)
             snapshot[name] = values
         return snapshot
-
-    async def idle(self) -> None:
-        for repo in self.repositories.values():
-            await repo.cache.idle()
 
 
 def _warm_scopes(policy: EntityPolicy | None) -> Sequence[RowScope]:

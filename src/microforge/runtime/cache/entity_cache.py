@@ -23,13 +23,14 @@ from .backends import Backend, CacheUnavailable
 from .config import CacheConfig
 from .entry import Entry
 from .flight import SingleFlight
+from .rwlock import RedisReadWriteLock
 from .stats import CacheStats
 
 log = logging.getLogger("microforge.cache")
 
 Loader = Callable[[], Awaitable[Any]]
 Publish = Callable[[dict[str, Any]], Awaitable[None]]
-LockFactory = Callable[[str], Any]  # key -> RedisReadWriteLock
+LockFactory = Callable[[str], RedisReadWriteLock]  # entry key -> its lock
 
 
 class EntityCache:
@@ -175,10 +176,7 @@ class EntityCache:
         self.stats.invalidations += 1
         body = dumps(row)
         try:
-            raw = (await self.backend.get_many([self._epoch_key]))[0]
-            epoch = _counter(raw)
-            if epoch is None:
-                epoch = await self.backend.incr(self._epoch_key)
+            epoch, _ = await self._stamp((self._epoch_key,), (None,))
             entry = Entry(epoch, 0, self._clock() + self.config.ttl, 0.0, make_etag(body), body)
             await self.backend.set(self.item_key(id), entry.encode(), self.config.ttl)
             if lists:
@@ -189,24 +187,22 @@ class EntityCache:
 
     async def written(self, id: Any | None) -> None:
         """A row changed in the database: drop its item (if any) and every list page."""
-        self._writes += 1
-        self.stats.invalidations += 1
-        await self._apply({"op": "write", "id": None if id is None else str(id)})
-        await self._announce({"op": "write", "id": None if id is None else str(id)})
+        await self._invalidate({"op": "write", "id": None if id is None else str(id)})
 
     async def forget(self, id: Any) -> None:
         """Drop one item (manual invalidation)."""
-        self._writes += 1
-        self.stats.invalidations += 1
-        await self._apply({"op": "item", "id": str(id)})
-        await self._announce({"op": "item", "id": str(id)})
+        await self._invalidate({"op": "item", "id": str(id)})
 
     async def clear(self) -> None:
         """Drop every entry of the entity, on every instance."""
+        await self._invalidate({"op": "clear"})
+
+    async def _invalidate(self, message: dict[str, Any]) -> None:
+        """Apply an invalidation here and tell the other instances."""
         self._writes += 1
         self.stats.invalidations += 1
-        await self._apply({"op": "clear"})
-        await self._announce({"op": "clear"})
+        await self._apply(message)
+        await self._announce(message)
 
     async def received(self, message: Mapping[str, Any]) -> None:
         """An invalidation from another instance (or a resync after a lost connection)."""

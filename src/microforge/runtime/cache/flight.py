@@ -13,9 +13,6 @@ class SingleFlight(Generic[T]):
     def __init__(self) -> None:
         self._running: dict[str, asyncio.Task[T]] = {}
 
-    def __len__(self) -> int:
-        return len(self._running)
-
     def running(self, key: str) -> bool:
         return key in self._running
 
