@@ -97,10 +97,6 @@ class EntityPlan:
     access: AccessPlan | None = None  # None: the project has no auth section
     cache: EntityCache | None = None  # the spec's cache section
 
-    def public(self, action: str) -> bool:
-        """Whether callers without a token may do ``action`` (HTTP caching may share it)."""
-        return self.access is None or self.access.rule(action) == "public"
-
     @property
     def human(self) -> str:
         return self.snake.replace("_", " ")

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .auth.policy import EntityPolicy
+from .cache.config import CacheConfig
 from .jsonio import Payload
 
 _VARY = "Authorization"
@@ -22,6 +24,15 @@ class HttpCaching:
     max_age: int = 0
     stale_while_revalidate: int = 0
     public: bool = False  # anonymous callers may read: their responses may be shared
+
+    @classmethod
+    def of(cls, config: CacheConfig | None, policy: EntityPolicy, action: str) -> HttpCaching:
+        """The HTTP caching of an entity's GET one (`read`) or list (`list`) responses:
+        the spec's `cache.http`, public where the action's rule is."""
+        public = policy.rule(action).kind == "public"
+        if config is None:
+            return cls(public=public)
+        return cls(config.max_age, config.stale_while_revalidate, public)
 
     def cache_control(self, request: Request) -> str:
         shared = self.public and "authorization" not in request.headers
@@ -39,9 +50,6 @@ class HttpCaching:
         if condition is not None and etag_matches(condition, etag):
             return Response(status_code=304, headers=headers)
         return Response(payload.body, media_type="application/json", headers=headers)
-
-
-NO_STORE = HttpCaching()
 
 
 def etag_matches(condition: str, etag: str) -> bool:

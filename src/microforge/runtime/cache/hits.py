@@ -92,11 +92,8 @@ class CachedReads:
 
 
 def _target(repo: CachedRepository, guard: Guard) -> _Target:
-    config = repo.config
-
-    def http(action: str) -> HttpCaching:  # as the generated route module builds it
-        public = guard.policy.rule(action).kind == "public"
-        return HttpCaching(config.max_age, config.stale_while_revalidate, public)
+    def http(action: str) -> HttpCaching:  # exactly as the generated routes build it
+        return HttpCaching.of(repo.config, guard.policy, action)
 
     return _Target(
         repo, guard, _id_parser(repo.resource.id_python_type), http("read"), http("list")
