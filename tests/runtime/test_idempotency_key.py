@@ -104,4 +104,6 @@ def test_method_path_and_raw_bodies_count() -> None:
         "POST", "/orders", b"a=2", "text/plain"
     )
     # Not JSON after all: compared byte for byte, not rejected.
-    assert fingerprint("POST", "/orders", b"{oops", "application/json")
+    broken = fingerprint("POST", "/orders", b"{oops", "application/json")
+    assert broken == fingerprint("POST", "/orders", b"{oops", "application/json")
+    assert broken != fingerprint("POST", "/orders", b"{oops ", "application/json")

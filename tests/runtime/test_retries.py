@@ -45,7 +45,7 @@ class Sleeps:
     def __init__(self) -> None:
         self.waits: list[float] = []
 
-    def __call__(self, seconds: float) -> None:
+    async def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
 
 

@@ -25,7 +25,7 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import httpx
@@ -90,7 +90,7 @@ class RetryingTransport(httpx.AsyncBaseTransport):
         policy: RetryPolicy | None = None,
         budget: RetryBudget | None = None,
         *,
-        sleep: Callable[[float], object] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
         self.inner = inner or httpx.AsyncHTTPTransport()
@@ -135,7 +135,7 @@ class RetryingTransport(httpx.AsyncBaseTransport):
         if wait_hint is not None:
             wait = min(self.policy.max_wait, max(wait, wait_hint))
         self.retries += 1
-        await _maybe_await(self._sleep(wait))
+        await self._sleep(wait)
         return True
 
     async def aclose(self) -> None:
@@ -152,8 +152,3 @@ def _retry_after(response: httpx.Response) -> float | None:
     except ValueError:
         return None
     return seconds if seconds >= 0 else None
-
-
-async def _maybe_await(result: object) -> None:
-    if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
-        await result
