@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
+from support.runtime_service import timestamp_columns
 
 from microforge.runtime.auth.policy import NO_ROWS, EntityPolicy, RowScope, Rule
 from microforge.runtime.auth.principal import ANONYMOUS, Principal
@@ -32,13 +33,6 @@ from microforge.runtime.types import UTCDateTime
 metadata = sa.MetaData()
 
 
-def _stamps() -> list[sa.Column[Any]]:
-    return [
-        sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.Column("updated_at", UTCDateTime(), nullable=False),
-    ]
-
-
 orders = sa.Table(
     "orders",
     metadata,
@@ -48,7 +42,7 @@ orders = sa.Table(
     sa.Column("status", sa.String(10), nullable=False),
     sa.Column("title", sa.String(40), nullable=False),
     sa.Column("rush", sa.Boolean(), nullable=False, default=False),
-    *_stamps(),
+    *timestamp_columns(),
 )
 tags = sa.Table(
     "tags",
@@ -56,7 +50,7 @@ tags = sa.Table(
     sa.Column("id", sa.Uuid(), primary_key=True),
     sa.Column("name", sa.String(40), nullable=False),
     sa.Column("visibility", sa.String(10), nullable=False),
-    *_stamps(),
+    *timestamp_columns(),
 )
 order_tags = sa.Table(
     "order_tags",
@@ -74,7 +68,7 @@ notes = sa.Table(
     sa.Column("author_id", sa.Integer(), nullable=False),
     sa.Column("order_id", sa.Uuid(), sa.ForeignKey("orders.id"), nullable=True),
     sa.Column("body", sa.String(40), nullable=False),
-    *_stamps(),
+    *timestamp_columns(),
     sa.Column("deleted_at", UTCDateTime(), nullable=True),
 )
 

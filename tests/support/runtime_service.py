@@ -40,7 +40,8 @@ from microforge.runtime.types import HttpUrl, UTCDateTime, reject_null
 metadata = sa.MetaData()
 
 
-def _stamps() -> list[sa.Column[Any]]:
+def timestamp_columns() -> list[sa.Column[Any]]:
+    """created_at and updated_at, as every generated table has them."""
     return [
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
@@ -52,7 +53,7 @@ owners = sa.Table(
     metadata,
     sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(40), nullable=False),
-    *_stamps(),
+    *timestamp_columns(),
     sa.UniqueConstraint("name", name="uq_owners_name"),
 )
 
@@ -61,7 +62,7 @@ categories = sa.Table(
     metadata,
     sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
     sa.Column("label", sa.String(40), nullable=False),
-    *_stamps(),
+    *timestamp_columns(),
 )
 
 STATUSES = ("draft", "active", "retired")
@@ -97,7 +98,7 @@ items = sa.Table(
         sa.ForeignKey("categories.id", name="fk_items_category_id", ondelete="SET NULL"),
         nullable=True,
     ),
-    *_stamps(),
+    *timestamp_columns(),
     sa.UniqueConstraint("code", name="uq_items_code"),
     sa.UniqueConstraint("name", "owner_id", name="uq_items_name_owner_id"),
     sa.Index("ix_items_owner_id", "owner_id"),
@@ -109,7 +110,7 @@ tags = sa.Table(
     metadata,
     sa.Column("id", sa.Uuid(), primary_key=True),
     sa.Column("name", sa.String(40), nullable=False),
-    *_stamps(),
+    *timestamp_columns(),
     sa.UniqueConstraint("name", name="uq_tags_name"),
 )
 
@@ -119,7 +120,7 @@ documents = sa.Table(
     sa.Column("id", sa.Uuid(), primary_key=True),
     sa.Column("title", sa.String(80), nullable=False),
     sa.Column("pages", sa.Integer(), nullable=True),
-    *_stamps(),
+    *timestamp_columns(),
     sa.Column("deleted_at", UTCDateTime(), nullable=True),
 )
 

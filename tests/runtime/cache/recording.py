@@ -14,9 +14,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
+from support.runtime_service import timestamp_columns
 
 from microforge.runtime.cache.backends import Backend
-from microforge.runtime.types import UTCDateTime
 
 
 class Recorder:
@@ -84,6 +84,5 @@ products = sa.Table(
     sa.Column("name", sa.String(40), nullable=False),
     sa.Column("price", sa.Integer(), nullable=False),
     sa.Column("owner", sa.String(40), nullable=False),
-    sa.Column("created_at", UTCDateTime(), nullable=False),
-    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    *timestamp_columns(),
 )

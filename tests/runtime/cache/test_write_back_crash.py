@@ -23,7 +23,8 @@ SLACK = 0.3  # the flush itself, and scheduling on a busy 2-core machine
 
 
 def start_writer(database: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    # The writer imports this folder's recording.py, which imports tests/support.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parents[1])])}
     return subprocess.Popen(
         [sys.executable, str(HERE / "write_back_writer.py"), sqlite_url(database), str(DELAY)],
         stdout=subprocess.PIPE,
