@@ -40,6 +40,7 @@ from .jsonio import Payload
 from .problems import Problem
 from .query import ListQuery, _exact_text, after_condition, encode_cursor, order_by
 from .resource import INT64, Link, Resource, integer_bounds
+from .transaction import begin, connect, joined
 from .types import utcnow
 
 Row = dict[str, Any]
@@ -131,6 +132,14 @@ class Repository:
         bounds = self._id_bounds
         return bounds is None or not _is_integer(id) or bounds[0] <= id <= bounds[1]
 
+    def _driver_engine(self) -> ServiceEngine | None:
+        """The engine whose asyncpg pool a GET may take: not inside a transaction, whose
+        own writes only its connection sees."""
+        engine = self.engine
+        if isinstance(engine, ServiceEngine) and joined(engine) is None:
+            return engine
+        return None
+
     # Reads -----------------------------------------------------------------------------
 
     async def get(self, id: Any, scope: RowScope | None = None) -> Row | None:
@@ -138,14 +147,14 @@ class Repository:
             return await self._get_scoped(id, scope)
         if not self._may_exist(id):
             return None
-        if self._driver_get is not None and isinstance(self.engine, ServiceEngine):
-            pool = await self.engine.driver_pool()
+        if self._driver_get is not None and (engine := self._driver_engine()):
+            pool = await engine.driver_pool()
             if pool is not None:
                 # asyncpg returns the values SQLAlchemy would (same JSON codecs); the
                 # contract tests run both paths on PostgreSQL and hold them equal.
                 record = await pool.fetchrow(self._driver_get, id)
                 return dict(record) if record is not None else None
-        async with self._reader.connect() as conn:
+        async with connect(self._reader) as conn:
             row = (await conn.execute(self._get, {"id": id})).mappings().first()
         return dict(row) if row is not None else None
 
@@ -154,12 +163,12 @@ class Repository:
         if plan is None or not self._may_exist(id):
             return None
         values = scope.values
-        if plan.driver_get is not None and isinstance(self.engine, ServiceEngine):
-            pool = await self.engine.driver_pool()
+        if plan.driver_get is not None and (engine := self._driver_engine()):
+            pool = await engine.driver_pool()
             if pool is not None:
                 record = await pool.fetchrow(plan.driver_get, *plan.driver_args(id, values))
                 return dict(record) if record is not None else None
-        async with self._reader.connect() as conn:
+        async with connect(self._reader) as conn:
             result = await conn.execute(plan.get, {"id": id, **plan.params(values)})
             row = result.mappings().first()
         return dict(row) if row is not None else None
@@ -176,7 +185,7 @@ class Repository:
         elif query.offset:
             page = page.offset(query.offset)
         count = select(func.count()).select_from(self._table).where(*self._live, *conditions)
-        async with self._reader.connect() as conn:
+        async with connect(self._reader) as conn:
             rows = [dict(r) for r in (await conn.execute(page, bound.params)).mappings()]
             total = (await conn.execute(count, bound.params)).scalar_one()
         next_cursor = None
@@ -209,7 +218,7 @@ class Repository:
             statement, params = bound.plan.exists, {"id": id, **(bound.params or {})}
         if conn is not None:
             return (await conn.execute(statement, params)).first() is not None
-        async with self._reader.connect() as own:
+        async with connect(self._reader) as own:
             return (await own.execute(statement, params)).first() is not None
 
     async def visible(self, id: Any, scope: RowScope | None = None) -> bool:
@@ -224,7 +233,7 @@ class Repository:
         data = {**values, "created_at": now, "updated_at": now}
         if self._uuid_ids and data.get("id") is None:
             data["id"] = uuid7()
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             return await self.insert(conn, data)
 
     def _storable(self, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -269,7 +278,7 @@ class Repository:
             .where(self.resource.id_column == id, *self._live, *bound.clauses)
             .values(data)
         )
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             if conn.dialect.update_returning:
                 # The row as changed, even when the change moves it out of the scope.
                 returned = statement.returning(*self.resource.read_columns)
@@ -287,7 +296,7 @@ class Repository:
         bound = self._bind(scope)
         if bound is None or not self._may_exist(id):
             return False
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             if self.resource.deleted_column is not None:
                 statement: Any = (
                     update(self._table)
@@ -322,7 +331,7 @@ class Repository:
         link_table = link.table
         on = link_table.c[link.target_column] == target.resource.id_column
         source = link_table.c[link.source_column] == id
-        async with self.engine.connect() as conn:
+        async with connect(self.engine) as conn:
             if not await self.exists(id, conn, scope=scope):
                 return None
             if target_bound is None:
@@ -349,7 +358,7 @@ class Repository:
         scope: RowScope | None = None,
         target_scope: RowScope | None = None,
     ) -> None:
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             await self._require(conn, id, scope, target, target_id, target_scope)
             present = select(link.table.c[link.source_column]).where(
                 link.table.c[link.source_column] == id,
@@ -372,7 +381,7 @@ class Repository:
         scope: RowScope | None = None,
         target_scope: RowScope | None = None,
     ) -> bool:
-        async with self.engine.begin() as conn:
+        async with begin(self.engine) as conn:
             await self._require(conn, id, scope, target, target_id, target_scope)
             result = await conn.execute(
                 delete(link.table).where(

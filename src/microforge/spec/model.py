@@ -437,6 +437,67 @@ class EntityCache(_Strict):
     )
 
 
+IdempotencyMode = Literal["off", "optional", "required"]
+IdempotencyOutcome = Literal["success", "client_error", "server_error"]
+
+
+class EntityIdempotency(_Strict):
+    """Idempotency-Key handling of an entity's POST (create) and PATCH (update)."""
+
+    create: IdempotencyMode = Field(
+        "optional",
+        description="POST: required (a request without Idempotency-Key is a 400), optional "
+        "(a key is honoured when sent) or off (the header is ignored).",
+    )
+    update: IdempotencyMode = Field(
+        "off",
+        description="PATCH, with the same choices; PATCH is idempotent already when "
+        "it sends If-Match, so a key only adds a replayed response.",
+    )
+    retention: int = Field(
+        86400,
+        ge=60,
+        le=2592000,
+        description="Seconds a key and its stored response are kept (stated in the "
+        "Idempotency-Key-Expires header); a key reused later runs as a new request.",
+    )
+    lease: float = Field(
+        60,
+        gt=0,
+        le=3600,
+        description="Seconds a key stays locked by a request that is still running; after "
+        "a crash the key is free again once the lease ends.",
+    )
+    wait: float = Field(
+        5,
+        ge=0,
+        le=60,
+        description="Seconds a repeated request waits for the first one to finish, to "
+        "answer with its stored response, before answering 409 with Retry-After.",
+    )
+    outcomes: list[IdempotencyOutcome] = Field(
+        default_factory=lambda: ["success", "client_error"],
+        min_length=1,
+        description="Which responses are stored and replayed: success (2xx), client_error "
+        "(4xx) and server_error (5xx). A response not stored is rolled back and frees its "
+        "key, so a retry runs again.",
+    )
+    store: Literal["database", "redis"] = Field(
+        "database",
+        description="database: the stored response commits in the same transaction as the "
+        "change (exactly once, even across crashes); redis: in Redis after the commit (a "
+        "crash between the two can run a retry twice; needs <SERVICE>_REDIS_URL).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_shorthand(cls, data: Any) -> Any:
+        # `idempotency: required` sets the mode of POST.
+        if isinstance(data, str):
+            return {"create": data}
+        return data
+
+
 class Entity(_Strict):
     """One table and one REST collection."""
 
@@ -472,6 +533,17 @@ class Entity(_Strict):
     cache: EntityCache | None = Field(
         None, description="Cache GET one and list responses (`cache: true` for the defaults)."
     )
+    idempotency: EntityIdempotency = Field(
+        default_factory=lambda: EntityIdempotency(),
+        description="Idempotency-Key handling of POST and PATCH (`idempotency: required` "
+        "requires a key on POST). See docs/reliability.md.",
+    )
+    if_match: Literal["optional", "required"] = Field(
+        "optional",
+        description="Optimistic concurrency: PATCH and DELETE with If-Match: <ETag> fail with "
+        "412 when the row changed since that GET; required answers 428 to a PATCH or "
+        "DELETE without If-Match.",
+    )
     seed: list[dict[str, Any]] = Field(
         default_factory=list,
         description="Rows loaded by `microforge seed`: values by field name; a to-one "
@@ -490,6 +562,10 @@ class Entity(_Strict):
         # `cache: true` is shorthand for every default, `cache: false` for none.
         if isinstance(data, dict) and isinstance(data.get("cache"), bool):
             data = {**data, "cache": {} if data["cache"] else None}
+        # `idempotency: true` takes the defaults; `false` turns it off for POST and PATCH.
+        if isinstance(data, dict) and isinstance(data.get("idempotency"), bool):
+            off = {"create": "off", "update": "off"}
+            data = {**data, "idempotency": {} if data["idempotency"] else off}
         return data
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import orjson
@@ -36,6 +37,7 @@ from ..jsonio import Payload, dumps
 from ..query import ListQuery, parse_list_query
 from ..repository import Repository, Row
 from ..resource import Resource
+from ..transaction import after_commit, joined
 from .entity_cache import EntityCache
 from .write_back import WriteBehind
 
@@ -74,6 +76,10 @@ class CachedRepository(Repository):
     async def _one(self, id: Any, scope: RowScope | None, *, fill: bool) -> Payload | None:
         if not self._may_exist(id):
             return None
+        if joined(self.engine) is not None:
+            # A transaction reads its own writes, which must not reach the cache before
+            # they commit: it bypasses the cache.
+            return await super().read_one(id, scope) if fill else None
         if scope is not None and scope.unrestricted:
             scope = None
         if scope is not None and scope.empty:
@@ -98,7 +104,7 @@ class CachedRepository(Repository):
     async def read_page(
         self, query: ListQuery, scope: RowScope | None = None, params: QueryParams | None = None
     ) -> Payload:
-        if not self.config.lists or params is None:
+        if not self.config.lists or params is None or joined(self.engine) is not None:
             return await super().read_page(query, scope, params)
         key = self.cache.list_key(_list_material(params, scope))
         entry = await self.cache.get(key, lambda: self.list(query, scope), is_list=True)
@@ -129,39 +135,65 @@ class CachedRepository(Repository):
 
     # Writes ----------------------------------------------------------------------------
 
+    # Inside a transaction (an idempotent request), the cache changes wait for its COMMIT:
+    # a rolled-back row must never reach the cache.
+
     async def create(self, values: Mapping[str, Any]) -> Row:
         row = await super().create(values)
+        await after_commit(self.engine, partial(self._created, row))
+        return row
+
+    async def _created(self, row: Row) -> None:
         if self._stores_on_write:
             await self.cache.store(row["id"], row)
         else:
             await self.cache.written(None)
-        return row
 
     async def update(
         self, id: Any, changes: Mapping[str, Any], scope: RowScope | None = None
     ) -> Row | None:
         if self.write_behind is not None:
             return await self._update_later(id, changes, scope)
+        if joined(self.engine) is not None:
+            row = await super().update(id, changes, scope)
+            if row is not None:
+                await after_commit(self.engine, partial(self._updated, id, row))
+            return row
         async with self.cache.writing(id):
             row = await super().update(id, changes, scope)
             if row is not None:
-                if self._stores_on_write:
-                    await self.cache.store(id, row)
-                else:
-                    await self.cache.written(id)
+                await self._updated(id, row)
         return row
+
+    async def _updated(self, id: Any, row: Row) -> None:
+        if self._stores_on_write:
+            await self.cache.store(id, row)
+        else:
+            await self.cache.written(id)
 
     async def delete(self, id: Any, scope: RowScope | None = None) -> bool:
         if self.write_behind is not None:
             await self.write_behind.flush(only=id)
+        if joined(self.engine) is not None:
+            deleted = await super().delete(id, scope)
+            if deleted:
+                await after_commit(self.engine, partial(self._deleted, id))
+            return deleted
         async with self.cache.writing(id):
             deleted = await super().delete(id, scope)
             if deleted:
                 await self.cache.written(id)
         if deleted:
-            for dependent in self.dependents:
-                await dependent.clear()
+            await self._cascaded()
         return deleted
+
+    async def _deleted(self, id: Any) -> None:
+        await self.cache.written(id)
+        await self._cascaded()
+
+    async def _cascaded(self) -> None:
+        for dependent in self.dependents:
+            await dependent.clear()
 
     # Write-back ------------------------------------------------------------------------
 
