@@ -45,6 +45,7 @@ def render_reference(schema: dict[str, Any]) -> str:
                 ("Entity cache", "EntityCache"),
                 ("HTTP caching", "HttpCaching"),
                 ("Write-back", "WriteBack"),
+                ("Entity idempotency", "EntityIdempotency"),
             )
         ),
         "### Field types\n\nEvery field is a mapping with a `type`; the other keys are the "

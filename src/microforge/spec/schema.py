@@ -71,6 +71,26 @@ def build_schema() -> dict[str, Any]:
     fields["propertyNames"] = {"pattern": LOWER_NAME}
     fields["minProperties"] = 1
 
+    # `idempotency: required` and `idempotency: true|false` are shorthands (model.py).
+    idempotency = defs["Entity"]["properties"]["idempotency"]
+    description = idempotency.pop("description")
+    default = idempotency.pop("default", None)
+    reference = dict(idempotency)
+    idempotency.clear()
+    idempotency["description"] = description
+    if default is not None:
+        idempotency["default"] = default
+    idempotency["anyOf"] = [
+        reference,
+        {
+            "title": "POST mode shorthand",
+            "description": "`idempotency: required` means `idempotency: {create: required}`.",
+            "type": "string",
+            "enum": ["off", "optional", "required"],
+        },
+        {"title": "On or off", "description": "true: the defaults; false: off.", "type": "boolean"},
+    ]
+
     for name in ("EnumField", "EnumListField"):
         values = defs[name]["properties"]["values"]
         values["minItems"] = 1

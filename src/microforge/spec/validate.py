@@ -34,6 +34,7 @@ from .model import (
 from .naming import pluralize, snake
 from .validate_auth import validate_auth
 from .validate_cache import validate_cache
+from .validate_idempotency import validate_idempotency
 from .yaml_source import Source
 
 AUTOMATIC_FIELDS = {"id", "created_at", "updated_at", "deleted_at", "version"}
@@ -150,6 +151,7 @@ def validate_spec(spec: Spec, source: Source) -> list[SpecIssue]:
         _check_required_cycles(service_name, service.entities, err)
     validate_auth(spec, err, _check_value)
     validate_cache(spec, err)
+    validate_idempotency(spec, err)
     return issues
 
 
