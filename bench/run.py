@@ -115,8 +115,10 @@ def make_parser(
     *,
     output: Path = DEFAULT_OUTPUT,
     generate: bool = True,
+    seed: bool = True,
 ) -> argparse.ArgumentParser:
-    """The options every benchmark of bench/ takes (bench/auth.py too, without generate)."""
+    """The options every benchmark of bench/ takes (bench/auth.py too, without generate;
+    bench/idempotency.py without the seeded catalog's --products and --categories)."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (10)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
@@ -127,8 +129,9 @@ def make_parser(
     parser.add_argument(
         "--warmup", type=int, default=3, help="seconds of warm-up per app and scenario (3)"
     )
-    parser.add_argument("--products", type=int, default=10_000, help="seeded products (10000)")
-    parser.add_argument("--categories", type=int, default=20, help="seeded categories (20)")
+    if seed:
+        parser.add_argument("--products", type=int, default=10_000, help="seeded products (10000)")
+        parser.add_argument("--categories", type=int, default=20, help="seeded categories (20)")
     if generate:
         parser.add_argument(
             "--generate-runs",
@@ -163,7 +166,10 @@ def parse_options(argv: Sequence[str], parser: argparse.ArgumentParser | None = 
     parser = parser or make_parser()
     args = parser.parse_args(argv)
     args.generate_runs = getattr(args, "generate_runs", 0)
-    for name in ("duration", "connections", "rounds", "products", "categories"):
+    seeded = ("products", "categories") if hasattr(args, "products") else ()
+    args.products = getattr(args, "products", 0)  # 0: a benchmark that seeds no catalog
+    args.categories = getattr(args, "categories", 0)
+    for name in ("duration", "connections", "rounds", *seeded):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
     if min(args.warmup, args.generate_runs, args.retries, args.quiet_wait) < 0:
@@ -324,9 +330,23 @@ def start_server(app: str, target: str, cwd: Path, env: dict[str, str], log_path
 
 @dataclass(frozen=True)
 class Scenario:
+    """One wrk run's request mix: a mode of bench/lua/scenario.lua, or its own `script`.
+
+    With `script`, wrk runs that Lua file against the server's `path` with the arguments
+    `mode tag *args` (the tag names the run; bench/idempotency.py's keys use it).
+    `connections` overrides --connections for this scenario (a c=1 latency row).
+    """
+
     key: str
     title: str
     mode: str
+    script: Path | None = None
+    path: str = ""
+    args: tuple[str, ...] = ()
+    connections: int | None = None
+
+    def wrk_connections(self, options: Options) -> int:
+        return self.connections or options.connections
 
 
 SCENARIOS = (
@@ -532,7 +552,7 @@ def warm_up(
                 scenario,
                 files,
                 options.warmup,
-                options.connections,
+                scenario.wrk_connections(options),
                 f"{label}-warmup-{app}",
                 watch,
                 (headers or {}).get(app, ()),
@@ -550,7 +570,12 @@ def run_wrk(
     headers: Sequence[str] = (),
 ) -> tuple[WrkResult, str]:
     """One wrk run; `headers` ("Name: value") go with every request (wrk -H)."""
-    if scenario.mode == "get":
+    script = LUA
+    if scenario.script is not None:
+        script = scenario.script
+        script_args = [scenario.mode, tag, *scenario.args]
+        url = f"{server.url}{scenario.path}"
+    elif scenario.mode == "get":
         script_args = ["get", str(files.product_ids)]
         url = f"{server.url}/products"
     elif scenario.mode == "list":
@@ -571,7 +596,7 @@ def run_wrk(
         f"--timeout={WRK_TIMEOUT}s",
         *(option for header in headers for option in ("-H", header)),
         "-s",
-        str(LUA),
+        str(script),
         url,
         "--",
         *script_args,
@@ -611,7 +636,7 @@ def measure(
             scenario,
             files,
             options.duration,
-            options.connections,
+            scenario.wrk_connections(options),
             f"{tag}-a{attempt}",
             watch,
             headers,

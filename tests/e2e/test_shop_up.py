@@ -175,7 +175,12 @@ async def test_every_entity_of_every_service_through_the_gateway(
     exercised = 0
     for service in plan.services:
         helpers = _load_helpers(project / "services" / service.name)
-        async with httpx.AsyncClient(base_url=f"{base}/{service.name}", headers=admin) as client:
+        # The generated tests' hook: every POST carries a fresh Idempotency-Key (orders and
+        # payments require one).
+        hooks = {"request": [helpers.idempotency_key]}
+        async with httpx.AsyncClient(
+            base_url=f"{base}/{service.name}", headers=admin, event_hooks=hooks
+        ) as client:
             for entity in service.entities:
                 collection = f"/{entity.collection}"
                 item = await getattr(helpers, f"create_{entity.snake}")(client)
@@ -184,10 +189,16 @@ async def test_every_entity_of_every_service_through_the_gateway(
                 assert one.json()["id"] == item["id"]
                 listed = await client.get(collection, params={"id": item["id"]})
                 assert listed.json()["total"] == 1
-                patched = await client.patch(f"{collection}/{item['id']}", json={})
+                # If-Match travels through the gateway both ways (some entities require it).
+                current = {"If-Match": one.headers["etag"]}
+                patched = await client.patch(f"{collection}/{item['id']}", json={}, headers=current)
                 assert patched.status_code == 200
                 assert patched.json() == one.json()
-                removed = await client.delete(f"{collection}/{item['id']}")
+                assert patched.headers["etag"] == one.headers["etag"]  # nothing changed
+                stale = {"If-Match": '"v99-0"'}
+                refused = await client.delete(f"{collection}/{item['id']}", headers=stale)
+                assert refused.status_code == 412, refused.text
+                removed = await client.delete(f"{collection}/{item['id']}", headers=current)
                 assert removed.status_code == 204, removed.text
                 assert (await client.get(f"{collection}/{item['id']}")).status_code == 404
                 exercised += 1
@@ -203,8 +214,23 @@ def test_customers_see_only_their_own_orders(gateway: tuple[str, Any]) -> None:
         "total": "10.00",
         "shipping_address": {"city": "Berlin"},
     }
-    created = httpx.post(f"{base}/orders/orders", json=order, headers=alice)
+    keyless = httpx.post(f"{base}/orders/orders", json=order, headers=alice)
+    assert keyless.status_code == 400, keyless.text  # the spec requires an Idempotency-Key
+    keyed = {**alice, "Idempotency-Key": '"checkout-e2e-1"'}
+    created = httpx.post(f"{base}/orders/orders", json=order, headers=keyed)
     assert created.status_code == 201, created.text
+    # A retry (a timeout on the client's side, say) gets the same order, not a second one;
+    # bob's identical key is his own.
+    retried = httpx.post(f"{base}/orders/orders", json=order, headers=keyed)
+    assert retried.headers["idempotent-replayed"] == "true"
+    assert retried.content == created.content
+    bobs = httpx.post(
+        f"{base}/orders/orders",
+        json={**order, "number": "E2E-2"},
+        headers={**bob, "Idempotency-Key": '"checkout-e2e-1"'},
+    )
+    assert bobs.status_code == 201, bobs.text
+    assert "idempotent-replayed" not in bobs.headers
     assert created.json()["customer_id"] == alice_id  # stamped from the token
     url = f"{base}/orders/orders/{created.json()['id']}"
     assert httpx.get(url, headers=alice).status_code == 200
@@ -212,7 +238,8 @@ def test_customers_see_only_their_own_orders(gateway: tuple[str, Any]) -> None:
     # still cannot read it, nor see it in a list page.
     assert httpx.get(url, headers=bob).status_code == 404
     assert httpx.get(f"{base}/orders/orders", headers=alice).json()["total"] == 1
-    assert httpx.get(f"{base}/orders/orders", headers=bob).json()["total"] == 0
+    bob_sees = httpx.get(f"{base}/orders/orders", headers=bob).json()["items"]
+    assert [o["id"] for o in bob_sees] == [bobs.json()["id"]]
     assert httpx.get(url).status_code == 401
     paid = httpx.patch(url, json={"status": "paid"}, headers=alice)
     assert paid.status_code == 403  # only staff update orders

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from microforge.runtime.idempotency_key import (
+from microforge.runtime.idempotency.key import (
     MAX_KEY_LENGTH,
     InvalidIdempotencyKey,
     fingerprint,
@@ -107,3 +107,17 @@ def test_method_path_and_raw_bodies_count() -> None:
     broken = fingerprint("POST", "/orders", b"{oops", "application/json")
     assert broken == fingerprint("POST", "/orders", b"{oops", "application/json")
     assert broken != fingerprint("POST", "/orders", b"{oops ", "application/json")
+
+
+def test_json_nested_deeper_than_orjson_writes_is_compared_byte_for_byte() -> None:
+    deep = b'{"a":' * 300 + b"1" + b"}" * 300
+    same = fingerprint("POST", "/orders", deep, "application/json")
+    assert same == fingerprint("POST", "/orders", deep, "application/json")
+    assert same != fingerprint("POST", "/orders", deep.replace(b"1", b"2"), "application/json")
+
+
+def test_if_match_is_part_of_the_request() -> None:
+    body = b'{"a":1}'
+    before = fingerprint("PATCH", "/orders/1", body, "application/json", '"v1-abc"')
+    after = fingerprint("PATCH", "/orders/1", body, "application/json", '"v2-def"')
+    assert before != after

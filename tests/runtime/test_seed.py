@@ -69,6 +69,7 @@ async def test_seed_is_idempotent_and_resolves_lookups(
     assert items["i1"]["seen_at"] == "2023-12-31T23:30:00+00:00"
     assert items["i1"]["data"] == {"k": [1, None]}
     assert items["i2"]["status"] == "active"
+    assert {i["version"] for i in items.values()} == {1}  # If-Match works on seeded rows
     page = await list_all(client, "/items", {"data__isnull": "true"})
     assert [i["name"] for i in page["items"]] == ["i2"]
     # UUID ids come from the row's position: the same on every run and database.

@@ -223,12 +223,12 @@ async def test_patch(client: httpx.AsyncClient) -> None:
     response = await client.patch(path, json={})
     assert response.status_code == 200, response.text
     assert response.json() == item
-    for _ in range(2):
+    for version in (2, 3):
         response = await client.patch(path, json={"qty": 1, "name": "x"})
         assert response.status_code == 200, response.text
-        assert {k: v for k, v in response.json().items() if k != "updated_at"} == {
-            k: v for k, v in item.items() if k != "updated_at"
-        }
+        kept = {k: v for k, v in response.json().items() if k not in ("updated_at", "version")}
+        assert kept == {k: v for k, v in item.items() if k not in ("updated_at", "version")}
+        assert response.json()["version"] == version  # a write is a new version
     # Only the sent fields change; nullable ones can be cleared, required ones not.
     changed = (await client.patch(path, json={"qty": None, "data": None})).json()
     assert (changed["qty"], changed["data"], changed["name"]) == (None, None, "x")

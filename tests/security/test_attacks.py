@@ -185,6 +185,10 @@ class World:
         headers = dict(self.accounts[call.as_].headers) if call.as_ else {}
         if call.token is not None:
             headers["Authorization"] = f"Bearer {call.token(self)}"
+        if call.method == "POST":
+            # As the services' own client does: every POST carries a fresh key (orders
+            # and payments require one).
+            headers["Idempotency-Key"] = f'"{uuid.uuid4()}"'
         headers.update(call.headers)
         return await self.services[call.service].client.request(
             call.method,
@@ -345,7 +349,6 @@ def payment_body(order: str = "{bob_order}", **extra: Any) -> dict[str, Any]:
         "amount": "1.00",
         "currency": "EUR",
         "method": "card",
-        "idempotency_key": str(uuid.uuid4()),
         **extra,
     }
 

@@ -54,6 +54,12 @@ CASES = [
         "listed once",
     ),
     idem_case(
+        "outcomes-without-success",
+        "        idempotency:\n          outcomes: [client_error] #<\n",
+        f"{P}.idempotency.outcomes",
+        "must include success",
+    ),
+    idem_case(
         "no-outcomes",
         "        idempotency:\n          outcomes: [] #<\n",
         f"{P}.idempotency.outcomes",
@@ -80,7 +86,9 @@ CASES = [
     ),
     idem_case(
         "update-with-write-back",
-        "        cache: {strategy: write-back}\n        idempotency:\n          update: optional #<\n",
+        "        cache: {strategy: write-back}\n"
+        "        idempotency:\n"
+        "          update: optional #<\n",
         f"{P}.idempotency.update",
         "write-back",
         "update: off",

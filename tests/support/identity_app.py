@@ -56,6 +56,7 @@ def identity_metadata() -> tuple[sa.MetaData, IdentityTables]:
         sa.Column("tenant_id", sa.String(64), nullable=True),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False, server_default=sa.text("1")),
         sa.UniqueConstraint("email", name="uq_users_email"),
     )
     return metadata, build_identity_tables(metadata, users)

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from microforge.runtime.auth.keys import KeyStore
 from microforge.runtime.db import sqlite_url
+from microforge.runtime.idempotency.store import TABLE_NAME as IDEMPOTENCY_TABLE
 
 TableFingerprint = tuple[int, str]  # (row count, sha256 of the sorted rows)
 Fingerprint = dict[str, TableFingerprint]  # "<service>.<table>" -> its fingerprint
@@ -113,11 +114,17 @@ async def mounted_services(
 
 
 async def fingerprint(services: Iterable[MountedService]) -> Fingerprint:
-    """Row count and a hash of all rows (sorted) of every table of every service."""
+    """Row count and a hash of all rows (sorted) of every data table of every service.
+
+    The Idempotency-Key table is left out: a refused keyed request stores its refusal there
+    (for replays), which changes no data.
+    """
     result: Fingerprint = {}
     for service in services:
         async with service.engine.connect() as conn:
             for table in service.metadata.sorted_tables:
+                if table.name == IDEMPOTENCY_TABLE:
+                    continue
                 rows = (await conn.execute(sa.select(table))).all()
                 lines = sorted(repr(tuple(row)) for row in rows)
                 digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()

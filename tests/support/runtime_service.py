@@ -28,7 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from microforge.runtime.db import create_engine
 from microforge.runtime.http import list_parameters, location
-from microforge.runtime.jsonio import JSONBytes
+from microforge.runtime.http_cache import tagged
+from microforge.runtime.jsonio import JSONBytes, Payload
+from microforge.runtime.preconditions import if_match
 from microforge.runtime.problems import Problem
 from microforge.runtime.query import parse_list_query
 from microforge.runtime.resource import Link, Resource
@@ -41,10 +43,11 @@ metadata = sa.MetaData()
 
 
 def timestamp_columns() -> list[sa.Column[Any]]:
-    """created_at and updated_at, as every generated table has them."""
+    """created_at, updated_at and the row version, as every generated table has them."""
     return [
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False, server_default=sa.text("1")),
     ]
 
 
@@ -354,23 +357,25 @@ def entity_router(
 
     @api.get("/{id}")
     async def get(id: id_type) -> Response:
-        item = await repo.get(id)
+        item = await repo.read_one(id)
         if item is None:
             raise not_found(id)
-        return JSONBytes(item)
+        return tagged(item)
 
     @api.patch("/{id}")
-    async def update(id: id_type, body: update_schema) -> Response:
+    async def update(id: id_type, body: update_schema, request: Request) -> Response:
+        condition = if_match(request.headers.get("if-match"))
         changes = body.model_dump(exclude_unset=True)
-        item = await repo.update(id, changes) if changes else await repo.get(id)
+        item = await repo.update(id, changes, expected=condition.versions)
         if item is None:
-            raise not_found(id)
-        return JSONBytes(item)
+            raise condition.absent(not_found(id))
+        return tagged(Payload.row(item))
 
     @api.delete("/{id}", status_code=204)
-    async def delete(id: id_type) -> Response:
-        if not await repo.delete(id):
-            raise not_found(id)
+    async def delete(id: id_type, request: Request) -> Response:
+        condition = if_match(request.headers.get("if-match"))
+        if not await repo.delete(id, expected=condition.versions):
+            raise condition.absent(not_found(id))
         return Response(status_code=204)
 
     for link_name, link in resource.links.items():

@@ -398,8 +398,23 @@ def create_gateway(
                 allow_origins=origins,
                 allow_credentials=True,
                 allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-                allow_headers=["Authorization", "Content-Type", "Accept", "X-Request-ID"],
-                expose_headers=["Location", "Retry-After", "X-Request-ID"],
+                allow_headers=[
+                    "Authorization",
+                    "Content-Type",
+                    "Accept",
+                    "X-Request-ID",
+                    "Idempotency-Key",  # safe retries of POST and PATCH
+                    "If-Match",  # optimistic concurrency
+                    "If-None-Match",
+                ],
+                expose_headers=[
+                    "Location",
+                    "Retry-After",
+                    "X-Request-ID",
+                    "ETag",
+                    "Idempotent-Replayed",
+                    "Idempotency-Key-Expires",
+                ],
             )
         )
     middleware.append(Middleware(EdgeAuthMiddleware, verifier=token_verifier))

@@ -16,6 +16,7 @@ from microforge.spec.model import (
     DecimalField,
     Entity,
     EntityCache,
+    EntityIdempotency,
     EnumField,
     EnumListField,
     FieldSpec,
@@ -96,10 +97,21 @@ class EntityPlan:
     untestable: str = ""  # fields generated tests cannot invent values for
     access: AccessPlan | None = None  # None: the project has no auth section
     cache: EntityCache | None = None  # the spec's cache section
+    if_match: str = "optional"  # required: PATCH and DELETE without If-Match are 428
+    idempotency: EntityIdempotency = field(default_factory=EntityIdempotency)
 
     @property
     def human(self) -> str:
         return self.snake.replace("_", " ")
+
+    def idempotent(self, action: str) -> bool:
+        """Whether ``action`` (create or update) honours Idempotency-Key."""
+        mode: str = getattr(self.idempotency, action)
+        return mode != "off"
+
+    @property
+    def if_match_required(self) -> bool:
+        return self.if_match == "required"
 
     @property
     def a_human(self) -> str:
@@ -192,6 +204,18 @@ class ServicePlan:
 
     def entity(self, name: str) -> EntityPlan:
         return next(e for e in self.entities if e.name == name)
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether a route of this service takes Idempotency-Key (it then has the table)."""
+        return any(e.idempotent("create") or e.idempotent("update") for e in self.entities)
+
+    @property
+    def idempotency_in_redis(self) -> bool:
+        return any(
+            e.idempotency.store == "redis" and (e.idempotent("create") or e.idempotent("update"))
+            for e in self.entities
+        )
 
 
 @dataclass
@@ -356,6 +380,8 @@ def _entity(spec: Spec, name: str, entity: Entity) -> EntityPlan:
         seed=[dict(row) for row in entity.seed],
         depends_on=depends,
         cache=entity.cache,
+        if_match=entity.if_match,
+        idempotency=entity.idempotency,
     )
 
 

@@ -52,6 +52,18 @@ class HttpCaching:
         return Response(payload.body, media_type="application/json", headers=headers)
 
 
+def tagged(
+    payload: Payload, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """A written row with its new ETag: what the next If-Match sends (POST and PATCH)."""
+    return Response(
+        payload.body,
+        status_code,
+        {**(headers or {}), "ETag": payload.etag},
+        media_type="application/json",
+    )
+
+
 def etag_matches(condition: str, etag: str) -> bool:
     """RFC 9110 If-None-Match: weak comparison against a list of tags, or ``*``."""
     if condition.strip() == "*":

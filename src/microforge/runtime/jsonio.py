@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -38,9 +39,26 @@ class JSONBytes(Response):
         return dumps(content)
 
 
+def _digest(body: bytes) -> str:
+    return hashlib.blake2b(body, digest_size=12).hexdigest()
+
+
 def make_etag(body: bytes) -> str:
-    """A strong validator of a response body: equal bytes, equal tag."""
-    return f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"'
+    """A strong validator of a response body: equal bytes, equal tag (list pages)."""
+    return f'"{_digest(body)}"'
+
+
+def row_etag(row: Mapping[str, Any], body: bytes) -> str:
+    """The ETag of one row's body: ``"v<version>-<hash>"``.
+
+    The version is what If-Match compares, in the UPDATE itself
+    (runtime.preconditions); the hash keeps apart the bodies of one version that show
+    different fields to different callers. A row without a version gets a body hash.
+    """
+    version = row.get("version")
+    if version is None:
+        return make_etag(body)
+    return f'"v{version}-{_digest(body)}"'
 
 
 class Payload:
@@ -59,7 +77,14 @@ class Payload:
 
     @classmethod
     def of(cls, data: Any) -> Payload:
+        """Any JSON value, tagged by a hash of its body (a list page)."""
         return cls(dumps(data), data=data)
+
+    @classmethod
+    def row(cls, row: Mapping[str, Any]) -> Payload:
+        """One row, tagged with its version (:func:`row_etag`)."""
+        body = dumps(row)
+        return cls(body, row_etag(row, body), row)
 
     @property
     def etag(self) -> str:

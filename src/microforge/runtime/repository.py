@@ -19,7 +19,9 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Column,
     ColumnElement,
+    Float,
     Select,
     bindparam,
     delete,
@@ -29,7 +31,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.datastructures import QueryParams
 
@@ -37,6 +39,7 @@ from .auth.policy import RowScope
 from .db import ServiceEngine
 from .ids import uuid7
 from .jsonio import Payload
+from .preconditions import Stale
 from .problems import Problem
 from .query import ListQuery, _exact_text, after_condition, encode_cursor, order_by
 from .resource import INT64, Link, Resource, integer_bounds
@@ -115,7 +118,9 @@ class Repository:
         )
         self._uuid_ids = resource.id_python_type is not int
         self._table = table
+        self._version = resource.version_column
         self._json_columns = frozenset(c.name for c in table.c if isinstance(c.type, JSON))
+        self._float_columns = tuple(c.name for c in table.c if isinstance(c.type, Float))
         self._integer_bounds = {
             c.name: bounds for c in table.c if (bounds := integer_bounds(c.type)) is not None
         }
@@ -199,7 +204,7 @@ class Repository:
 
     async def read_one(self, id: Any, scope: RowScope | None = None) -> Payload | None:
         row = await self.get(id, scope)
-        return None if row is None else Payload.of(row)
+        return None if row is None else Payload.row(row)
 
     async def read_page(
         self, query: ListQuery, scope: RowScope | None = None, params: QueryParams | None = None
@@ -236,6 +241,19 @@ class Repository:
         async with begin(self.engine) as conn:
             return await self.insert(conn, data)
 
+    def _returned(self, row: RowMapping) -> Row:
+        """A row from RETURNING, exactly as a SELECT gives it.
+
+        SQLite keeps whole numbers of REAL columns as integers and its RETURNING hands them
+        out so (1, not 1.0): the response, its ETag and a cached copy of the row would
+        differ from the next GET's.
+        """
+        returned = dict(row)
+        for name in self._float_columns:
+            if type(returned.get(name)) is int:
+                returned[name] = float(returned[name])
+        return returned
+
     def _storable(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """``data`` ready for the database; 422 for a value one of them cannot store."""
         stored: dict[str, Any] = {}
@@ -256,26 +274,49 @@ class Repository:
 
     async def insert(self, conn: AsyncConnection, data: Mapping[str, Any]) -> Row:
         """Insert inside a caller's transaction (used by create and by seeding)."""
+        if self._version is not None:
+            data = {"version": 1, **data}
         statement = insert(self._table).values(self._storable(data))
         if conn.dialect.insert_returning:
             row = (await conn.execute(statement.returning(*self.resource.read_columns))).mappings()
-            return dict(row.one())
+            return self._returned(row.one())
         result = await conn.execute(statement)
         new_id = data.get("id") or result.inserted_primary_key[0]  # type: ignore[index]
         fetched = (await conn.execute(self._get, {"id": new_id})).mappings().one()
         return dict(fetched)
 
     async def update(
-        self, id: Any, changes: Mapping[str, Any], scope: RowScope | None = None
+        self,
+        id: Any,
+        changes: Mapping[str, Any],
+        scope: RowScope | None = None,
+        *,
+        expected: frozenset[int] | None = None,
     ) -> Row | None:
+        """Change the row and bump its version; None if there is no such row in ``scope``.
+
+        With ``expected`` (the versions an If-Match named) the row changes only if it is
+        at one of them, checked by the UPDATE itself; else :class:`Stale` (412) says
+        which version it is at. Without changes nothing is written (nor bumped), but the
+        precondition still holds: an empty PATCH with a stale If-Match is refused too.
+        """
         bound = self._bind(scope)
         if bound is None or not self._may_exist(id):
             return None
-        # ``changes`` may carry updated_at: write-back flushes keep the time of the write.
-        data = self._storable({"updated_at": utcnow(), **changes})
+        if not changes:
+            current = await self.get(id, scope)
+            if current is not None and expected is not None:
+                self._check(id, current.get("version"), expected)
+            return current
+        # ``changes`` may carry updated_at and version: write-back flushes keep the time
+        # of the write and the version its cached row was given.
+        data: dict[str, Any] = self._storable({"updated_at": utcnow(), **changes})
+        if self._version is not None and "version" not in data:
+            data["version"] = self._version + 1
         statement = (
             update(self._table)
             .where(self.resource.id_column == id, *self._live, *bound.clauses)
+            .where(*self._matching(expected))
             .values(data)
         )
         async with begin(self.engine) as conn:
@@ -283,30 +324,83 @@ class Repository:
                 # The row as changed, even when the change moves it out of the scope.
                 returned = statement.returning(*self.resource.read_columns)
                 row = (await conn.execute(returned, bound.params)).mappings().first()
-                return dict(row) if row is not None else None
+                if row is None and expected is not None:
+                    await self._refuse(conn, id, bound, expected)
+                return self._returned(row) if row is not None else None
             result = await conn.execute(statement, bound.params)
-            # MariaDB reports 0 matched rows when nothing changed: check existence (an
-            # unchanged row is still where the scope looks for it).
-            if result.rowcount == 0 and not await self.exists(id, conn, scope=scope):
-                return None
+            if result.rowcount == 0:
+                if expected is not None:
+                    await self._refuse(conn, id, bound, expected)
+                # MariaDB reports 0 matched rows when nothing changed (a table without a
+                # version): check existence, an unchanged row is still in the scope.
+                if not await self.exists(id, conn, scope=scope):
+                    return None
             fetched = (await conn.execute(self._get, {"id": id})).mappings().first()
             return dict(fetched) if fetched is not None else None
 
-    async def delete(self, id: Any, scope: RowScope | None = None) -> bool:
+    async def delete(
+        self, id: Any, scope: RowScope | None = None, *, expected: frozenset[int] | None = None
+    ) -> bool:
+        """Delete (or soft-delete) the row; False if there is none in ``scope``.
+        ``expected`` as for :meth:`update`."""
         bound = self._bind(scope)
         if bound is None or not self._may_exist(id):
             return False
+        matching = self._matching(expected)
         async with begin(self.engine) as conn:
             if self.resource.deleted_column is not None:
+                values: dict[str, Any] = {"deleted_at": utcnow()}
+                if self._version is not None:
+                    values["version"] = self._version + 1
                 statement: Any = (
                     update(self._table)
                     .where(self.resource.id_column == id, *self._live, *bound.clauses)
-                    .values(deleted_at=utcnow())
+                    .where(*matching)
+                    .values(values)
                 )
             else:
-                statement = delete(self._table).where(self.resource.id_column == id, *bound.clauses)
+                statement = delete(self._table).where(
+                    self.resource.id_column == id, *bound.clauses, *matching
+                )
             result = await conn.execute(statement, bound.params)
+            if not result.rowcount and expected is not None:
+                await self._refuse(conn, id, bound, expected)
             return bool(result.rowcount)
+
+    # Versions --------------------------------------------------------------------------
+
+    def _versioned(self) -> Column[Any]:
+        if self._version is None:
+            raise TypeError(f"{self.resource.name} has no version column to check If-Match")
+        return self._version
+
+    def _matching(self, expected: frozenset[int] | None) -> tuple[ColumnElement[bool], ...]:
+        """The condition of a write under If-Match: the row is at an expected version."""
+        if expected is None:
+            return ()
+        return (self._versioned().in_(sorted(expected)),)
+
+    async def _refuse(
+        self, conn: AsyncConnection, id: Any, bound: _Bound, expected: frozenset[int]
+    ) -> None:
+        """After a conditional write matched nothing: Stale if the row is there (at another
+        version); returns if it is missing, which the caller reports as such."""
+        # A locking read sees the latest committed version even where the transaction
+        # reads from an older snapshot (MariaDB's REPEATABLE READ).
+        statement = (
+            select(self._versioned())
+            .where(self.resource.id_column == id, *self._live, *bound.clauses)
+            .with_for_update()
+        )
+        current = (await conn.execute(statement, bound.params)).scalar_one_or_none()
+        if current is not None:
+            raise Stale(self.resource.name, id, expected, current)
+
+    def _check(self, id: Any, current: Any, expected: frozenset[int]) -> None:
+        """Stale unless a row read at version ``current`` meets ``expected``."""
+        self._versioned()
+        if current not in expected:
+            raise Stale(self.resource.name, id, expected, current)
 
     # Many-to-many links ------------------------------------------------------------------
 

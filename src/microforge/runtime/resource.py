@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Column, Integer, SmallInteger, Table
 
 from .cache.config import CacheConfig
+from .idempotency.policy import IdempotencyPolicy
 
 Converter = Callable[[str], Any]
 
@@ -49,12 +50,16 @@ class Resource:
     links: dict[str, Link] = field(default_factory=dict)
     cache: CacheConfig | None = None  # None: every read goes to the database
     path: str = ""  # where the routes serve it, e.g. "/products" (for cache hits)
+    # Idempotency-Key handling by action (create, update); an action not listed ignores it.
+    idempotency: dict[str, IdempotencyPolicy] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.id_column: Column[Any] = self.table.c.id
         self.deleted_column: Column[Any] | None = (
             self.table.c.deleted_at if self.soft_delete else None
         )
+        # The row version If-Match compares (generated tables have it; +1 on every change).
+        self.version_column: Column[Any] | None = self.table.c.get("version")
         # Responses carry every column but the soft-delete marker.
         self.read_columns: list[Column[Any]] = [c for c in self.table.c if c.name != "deleted_at"]
         self.sortable = frozenset(self.sortable) | {"id", "created_at", "updated_at"}

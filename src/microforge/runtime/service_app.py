@@ -21,6 +21,7 @@ from .body_limit import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from .cache.admin import cache_router
 from .cache.caching import Caching
 from .cache.hits import CachedReads
+from .idempotency.handler import Idempotency
 from .jsonio import JSONBytes
 from .problems import install_problem_handlers, problem_response
 from .repository import Repository
@@ -55,13 +56,18 @@ def create_service_app(
     peers: Peers | None = None,
     caching: Caching | None = None,
     admin_roles: frozenset[str] | None = None,
+    idempotency: Idempotency | None = None,
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if caching is not None:
             guards = getattr(app.state, "guards", None)
             await caching.start(guards.policies if guards is not None else None)
+        if idempotency is not None:
+            await idempotency.start()  # purges expired keys now and then
         yield
+        if idempotency is not None:
+            await idempotency.aclose()
         if caching is not None:
             await caching.aclose()  # flushes write-back changes while the database is up
         if peers is not None:
@@ -84,6 +90,7 @@ def create_service_app(
     app.state.token_verifier = token_verifier  # read by runtime.auth.authenticate
     app.state.peers = peers  # the other services, called with this one's own credentials
     app.state.caching = caching  # caches by entity: app.state.caching.cached("Product")
+    app.state.idempotency = idempotency  # for custom routes: idempotency.route(policy).run(...)
     if caching is not None and caching.repositories:
         app.add_middleware(CachedReads, caching=caching)  # innermost: just before routing
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
@@ -95,6 +102,14 @@ def create_service_app(
             allow_credentials=True,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match"],
+            # Response headers a browser's script may read besides the CORS-safelisted ones.
+            expose_headers=[
+                "ETag",
+                "Location",
+                "Retry-After",
+                "Idempotent-Replayed",
+                "Idempotency-Key-Expires",
+            ],
         )
     install_problem_handlers(app)
     app.include_router(health_router(engine, ready_timeout))

@@ -74,10 +74,10 @@ class IdentitySettings(AuthSettings):
     auth_trusted_proxy_hops: int = Field(0, ge=0, le=10)
 
 
-def required(value: str, variable: str, what: str) -> str:
-    """``value``, or a settings error naming the variable to set."""
+def required(value: str, variable: str, reason: str) -> str:
+    """``value``, or a settings error naming the variable to set and why it is needed."""
     if not value.strip():
-        raise ValueError(f"{variable} is not set; the spec caches entities in {what}")
+        raise ValueError(f"{variable} is not set; the spec {reason}")
     return value
 
 

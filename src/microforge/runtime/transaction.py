@@ -75,15 +75,22 @@ async def after_commit(engine: AsyncEngine, action: Action) -> None:
 
 
 @asynccontextmanager
-async def atomic(engine: AsyncEngine) -> AsyncIterator[Transaction]:
+async def atomic(
+    engine: AsyncEngine, conn: AsyncConnection | None = None
+) -> AsyncIterator[Transaction]:
     """Make repository calls on ``engine`` in this task share one transaction.
 
     Commits when the block ends, rolls back if it raises; the after-commit actions run
-    after the COMMIT succeeded.
+    after the COMMIT succeeded. ``conn`` (outside a transaction) is used instead of a
+    pooled connection of its own.
     """
     if _current.get() is not None:
         raise RuntimeError("atomic() blocks do not nest")
-    async with engine.begin() as conn:
+    if conn is None:
+        async with engine.connect() as own, atomic(engine, own) as transaction:
+            yield transaction
+        return
+    async with conn.begin():
         transaction = Transaction(engine, conn)
         token = _current.set(transaction)
         try:

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, AnyHttpUrl, TypeAdapter
-from sqlalchemy import DateTime
+from sqlalchemy import DateTime, LargeBinary
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -46,6 +46,18 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
             value = dt.datetime.fromisoformat(value)
         moment: dt.datetime = value
         return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
+class Blob(TypeDecorator[bytes]):
+    """Binary data of any size: MariaDB's plain BLOB stops at 64 KiB."""
+
+    impl = LargeBinary()
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in {"mysql", "mariadb"}:
+            return dialect.type_descriptor(mysql.LONGBLOB())
+        return dialect.type_descriptor(self.impl_instance)
 
 
 def _check_url(value: str) -> str:

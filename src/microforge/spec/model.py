@@ -441,6 +441,10 @@ IdempotencyMode = Literal["off", "optional", "required"]
 IdempotencyOutcome = Literal["success", "client_error", "server_error"]
 
 
+def _stored_outcomes() -> list[IdempotencyOutcome]:
+    return ["success", "client_error"]
+
+
 class EntityIdempotency(_Strict):
     """Idempotency-Key handling of an entity's POST (create) and PATCH (update)."""
 
@@ -476,11 +480,11 @@ class EntityIdempotency(_Strict):
         "answer with its stored response, before answering 409 with Retry-After.",
     )
     outcomes: list[IdempotencyOutcome] = Field(
-        default_factory=lambda: ["success", "client_error"],
+        default_factory=_stored_outcomes,
         min_length=1,
         description="Which responses are stored and replayed: success (2xx), client_error "
-        "(4xx) and server_error (5xx). A response not stored is rolled back and frees its "
-        "key, so a retry runs again.",
+        "(4xx) and server_error (5xx). An error response rolls its change back; one not "
+        "stored also frees its key, so a retry runs again.",
     )
     store: Literal["database", "redis"] = Field(
         "database",

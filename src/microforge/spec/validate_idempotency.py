@@ -32,3 +32,9 @@ def validate_idempotency(spec: Spec, err: Err) -> None:
                 )
             if len(set(idem.outcomes)) != len(idem.outcomes):
                 err((*ipath, "outcomes"), "each outcome may be listed once")
+            elif "success" not in idem.outcomes:
+                err(
+                    (*ipath, "outcomes"),
+                    "outcomes must include success: a retried request that succeeded would "
+                    "otherwise run again",
+                )

@@ -224,7 +224,7 @@ def preflight(origin: str) -> dict[str, str]:
     return {
         "Origin": origin,
         "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization, content-type",
+        "Access-Control-Request-Headers": "authorization, content-type, idempotency-key, if-match",
     }
 
 
@@ -257,10 +257,15 @@ async def test_cors_is_open_for_a_configured_origin(upstream: str, store: KeySto
     assert pre.headers["access-control-allow-origin"] == APP_ORIGIN
     assert pre.headers["access-control-allow-credentials"] == "true"
     allowed = {h.strip().lower() for h in pre.headers["access-control-allow-headers"].split(",")}
-    assert {"authorization", "content-type"} <= allowed
+    assert {"authorization", "content-type", "idempotency-key", "if-match"} <= allowed
     assert "POST" in pre.headers["access-control-allow-methods"]
 
     assert simple.headers["access-control-allow-origin"] == "http://localhost:5173"
+    exposed = {
+        h.strip().lower() for h in simple.headers["access-control-expose-headers"].split(",")
+    }
+    # A browser app reads the ETag for If-Match and sees replays of its retried POSTs.
+    assert {"etag", "idempotent-replayed", "idempotency-key-expires"} <= exposed
     assert upstream_headers(simple)["x-auth-subject"] == ["user-1"]
     # The browser app may read why it was refused.
     assert_edge_refusal(refused)

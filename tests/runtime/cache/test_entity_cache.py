@@ -13,7 +13,7 @@ from microforge.runtime.cache.backends import open_backend
 from microforge.runtime.cache.config import CacheConfig
 from microforge.runtime.cache.entity_cache import EntityCache
 from microforge.runtime.cache.entry import Entry
-from microforge.runtime.jsonio import make_etag
+from microforge.runtime.jsonio import make_etag, row_etag
 
 
 class Clock:
@@ -216,4 +216,7 @@ def test_entries_round_trip_with_their_etag() -> None:
     body = b'{"id":1}'
     entry = Entry(7, 3, expires_at=123.5, delta=0.25, etag=make_etag(body), body=body)
     assert Entry.decode(entry.encode()) == entry
+    # A row's tag names its version; the largest one fits too.
+    versioned = Entry(7, 3, 123.5, 0.25, row_etag({"version": 2**31 - 1}, body), body)
+    assert Entry.decode(versioned.encode()) == versioned
     assert Entry.decode(b"not an entry") is None

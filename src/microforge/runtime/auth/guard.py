@@ -88,7 +88,8 @@ class Guard:
         hidden from them: a cached body leaves without being decoded)."""
         if not self.policy.hidden_fields(caller):
             return payload
-        return Payload.of(self.policy.redact(caller, payload.data()))
+        # Still tagged with the row's version: If-Match works for every caller.
+        return Payload.row(self.policy.redact(caller, payload.data()))
 
     def shown_page(self, caller: Principal, payload: Payload) -> Payload:
         if not self.policy.hidden_fields(caller):

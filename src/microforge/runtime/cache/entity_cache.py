@@ -18,7 +18,7 @@ from functools import partial
 from time import perf_counter
 from typing import Any
 
-from ..jsonio import dumps, make_etag
+from ..jsonio import dumps, make_etag, row_etag
 from .backends import Backend, CacheUnavailable
 from .config import CacheConfig
 from .entry import Entry
@@ -82,7 +82,7 @@ class EntityCache:
         try:
             raw, *values = await self.backend.get_many([key, *counters])
         except CacheUnavailable as exc:
-            return await self._uncached(load, exc) if fill else None
+            return await self._uncached(load, exc, is_list) if fill else None
         stamp = tuple(_counter(v) for v in values)
         entry = Entry.decode(raw) if raw is not None else None
         now = self._clock()
@@ -90,12 +90,14 @@ class EntityCache:
             self.stats.hits += 1
             if entry.refresh_due(now, self.config.early_refresh) and not self._flight.running(key):
                 self.stats.early_refreshes += 1
-                self._flight.start(key, lambda: self._refresh(key, load, counters, stamp))
+                self._flight.start(key, lambda: self._refresh(key, load, counters, stamp, is_list))
             return entry
         if not fill:
             return None
         self.stats.misses += 1
-        entry, joined = await self._flight.do(key, lambda: self._fill(key, load, counters, stamp))
+        entry, joined = await self._flight.do(
+            key, lambda: self._fill(key, load, counters, stamp, is_list)
+        )
         if joined:
             self.stats.coalesced += 1
         return entry
@@ -106,7 +108,12 @@ class EntityCache:
         return len(stamp) == 1 or entry.generation == stamp[1]
 
     async def _fill(
-        self, key: str, load: Loader, counters: tuple[str, ...], stamp: tuple[int | None, ...]
+        self,
+        key: str,
+        load: Loader,
+        counters: tuple[str, ...],
+        stamp: tuple[int | None, ...],
+        is_list: bool,
     ) -> Entry | None:
         async with self._reading(key):
             writes = self._writes
@@ -118,14 +125,13 @@ class EntityCache:
             if data is None:
                 return None
             body = dumps(data)
+            etag = _etag(data, body, is_list)
             try:
                 epoch, generation = await self._stamp(counters, stamp)
             except CacheUnavailable as exc:
                 self._failed(exc)
-                return Entry(0, 0, 0.0, elapsed, make_etag(body), body)
-            entry = Entry(
-                epoch, generation, self._clock() + self.config.ttl, elapsed, make_etag(body), body
-            )
+                return Entry(0, 0, 0.0, elapsed, etag, body)
+            entry = Entry(epoch, generation, self._clock() + self.config.ttl, elapsed, etag, body)
             if self._writes != writes:
                 self.stats.stale_fills_skipped += 1
             else:
@@ -133,10 +139,15 @@ class EntityCache:
             return entry
 
     async def _refresh(
-        self, key: str, load: Loader, counters: tuple[str, ...], stamp: tuple[int | None, ...]
+        self,
+        key: str,
+        load: Loader,
+        counters: tuple[str, ...],
+        stamp: tuple[int | None, ...],
+        is_list: bool,
     ) -> Entry | None:
         try:
-            return await self._fill(key, load, counters, stamp)
+            return await self._fill(key, load, counters, stamp, is_list)
         except Exception:  # a failed early refresh leaves the entry until it expires
             log.exception("early refresh of %s failed", key)
             return None
@@ -160,13 +171,13 @@ class EntityCache:
             values.append(value)
         return values[0], values[1] if len(values) > 1 else 0
 
-    async def _uncached(self, load: Loader, exc: Exception) -> Entry | None:
+    async def _uncached(self, load: Loader, exc: Exception, is_list: bool) -> Entry | None:
         self._failed(exc)
         data = await load()
         if data is None:
             return None
         body = dumps(data)
-        return Entry(0, 0, 0.0, 0.0, make_etag(body), body)
+        return Entry(0, 0, 0.0, 0.0, _etag(data, body, is_list), body)
 
     # Writes ----------------------------------------------------------------------------
 
@@ -177,7 +188,7 @@ class EntityCache:
         body = dumps(row)
         try:
             epoch, _ = await self._stamp((self._epoch_key,), (None,))
-            entry = Entry(epoch, 0, self._clock() + self.config.ttl, 0.0, make_etag(body), body)
+            entry = Entry(epoch, 0, self._clock() + self.config.ttl, 0.0, row_etag(row, body), body)
             await self.backend.set(self.item_key(id), entry.encode(), self.config.ttl)
             if lists:
                 await self.backend.incr(self._generation_key)
@@ -266,6 +277,11 @@ class EntityCache:
     async def idle(self) -> None:
         """Until background refreshes have finished."""
         await self._flight.wait()
+
+
+def _etag(data: Any, body: bytes, is_list: bool) -> str:
+    """The ETag the uncached path gives the same body: items carry their row's version."""
+    return make_etag(body) if is_list else row_etag(data, body)
 
 
 def _counter(raw: bytes | None) -> int | None:

@@ -13,8 +13,11 @@ import random
 import struct
 from dataclasses import dataclass
 
-_MAGIC = 0x4D  # format version 1 ('M'); anything else is read as a miss
-_HEADER = struct.Struct("<Bqqdd32s")  # the ETag without its quotes, NUL-padded
+# Format version 2 ('N'); anything else is read as a miss. Version 1 ('M') held 32 bytes
+# of ETag and rows without their version: after an upgrade they are simply reloaded.
+_MAGIC = 0x4E
+# The ETag without its quotes, NUL-padded: "v<version>-<24 hex digits>" fits in 48.
+_HEADER = struct.Struct("<Bqqdd48s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +31,7 @@ class Entry:
 
     def encode(self) -> bytes:
         tag = self.etag.strip('"').encode("ascii")
-        if len(tag) > 32:
+        if len(tag) > 48:
             raise ValueError(f"ETag too long to store: {self.etag}")
         return (
             _HEADER.pack(_MAGIC, self.epoch, self.generation, self.expires_at, self.delta, tag)

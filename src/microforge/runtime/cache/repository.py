@@ -150,17 +150,24 @@ class CachedRepository(Repository):
             await self.cache.written(None)
 
     async def update(
-        self, id: Any, changes: Mapping[str, Any], scope: RowScope | None = None
+        self,
+        id: Any,
+        changes: Mapping[str, Any],
+        scope: RowScope | None = None,
+        *,
+        expected: frozenset[int] | None = None,
     ) -> Row | None:
         if self.write_behind is not None:
-            return await self._update_later(id, changes, scope)
+            return await self._update_later(id, changes, scope, expected)
+        if not changes:  # nothing is written, so the cache stays as it is
+            return await super().update(id, changes, scope, expected=expected)
         if joined(self.engine) is not None:
-            row = await super().update(id, changes, scope)
+            row = await super().update(id, changes, scope, expected=expected)
             if row is not None:
                 await after_commit(self.engine, partial(self._updated, id, row))
             return row
         async with self.cache.writing(id):
-            row = await super().update(id, changes, scope)
+            row = await super().update(id, changes, scope, expected=expected)
             if row is not None:
                 await self._updated(id, row)
         return row
@@ -171,16 +178,20 @@ class CachedRepository(Repository):
         else:
             await self.cache.written(id)
 
-    async def delete(self, id: Any, scope: RowScope | None = None) -> bool:
+    async def delete(
+        self, id: Any, scope: RowScope | None = None, *, expected: frozenset[int] | None = None
+    ) -> bool:
         if self.write_behind is not None:
+            # The database then holds the version the cache announced, which ``expected``
+            # was read from.
             await self.write_behind.flush(only=id)
         if joined(self.engine) is not None:
-            deleted = await super().delete(id, scope)
+            deleted = await super().delete(id, scope, expected=expected)
             if deleted:
                 await after_commit(self.engine, partial(self._deleted, id))
             return deleted
         async with self.cache.writing(id):
-            deleted = await super().delete(id, scope)
+            deleted = await super().delete(id, scope, expected=expected)
             if deleted:
                 await self.cache.written(id)
         if deleted:
@@ -198,18 +209,32 @@ class CachedRepository(Repository):
     # Write-back ------------------------------------------------------------------------
 
     async def _update_later(
-        self, id: Any, changes: Mapping[str, Any], scope: RowScope | None
+        self,
+        id: Any,
+        changes: Mapping[str, Any],
+        scope: RowScope | None,
+        expected: frozenset[int] | None,
     ) -> Row | None:
-        assert self.write_behind is not None
+        write_behind = self.write_behind
+        assert write_behind is not None
         self._storable(changes)  # a value the database would refuse is a 422 now
         current = await self.read_one(id, scope)
         if current is None:
             return None
-        if self.write_behind.full:
-            await self.write_behind.flush()  # backpressure: this writer waits for the flush
-        queued = self.write_behind.add(id, changes)
+        if changes and write_behind.full:
+            await write_behind.flush()  # backpressure: this writer waits for the flush
+        # From here to add() nothing awaits: the version check and the queued change are
+        # one step, so two writers sending the same If-Match cannot both pass it.
         # The JSON form of the row, so the cached item reads the same as a loaded one.
-        row: Row = {**current.data(), **orjson.loads(dumps(queued))}
+        row: Row = {**current.data(), **_json_form(write_behind.changes(id))}
+        version = row.get("version")
+        if expected is not None:
+            self._check(id, version, expected)
+        if not changes:
+            return row
+        # The cached row gets the next version now; the flush writes exactly that one.
+        bump = {} if version is None else {"version": version + 1}
+        row.update(_json_form(write_behind.add(id, {**changes, **bump})))
         await self.cache.store(id, row, lists=False)
         return row
 
@@ -226,6 +251,11 @@ class CachedRepository(Repository):
         if self.write_behind is not None:
             await self.write_behind.aclose()
         await self.cache.idle()
+
+
+def _json_form(values: Mapping[str, Any]) -> Row:
+    parsed: Row = orjson.loads(dumps(values))
+    return parsed
 
 
 def _comparable(scope: RowScope) -> bool:

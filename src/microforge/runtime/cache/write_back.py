@@ -40,6 +40,8 @@ class WriteBehind:
         self.max_pending = max_pending
         self._stats = stats
         self.pending: dict[Any, Row] = {}
+        # The batch being written: still unflushed to readers until its writes are done.
+        self._in_flight: dict[Any, Row] = {}
         self._timer: asyncio.Task[None] | None = None
         self._flushing = asyncio.Lock()
 
@@ -51,9 +53,13 @@ class WriteBehind:
             self._timer = asyncio.ensure_future(self._flush_later())
         return queued
 
+    def changes(self, id: Any) -> Row:
+        """Row ``id``'s changes not yet in the database (being flushed included)."""
+        return {**self._in_flight.get(id, {}), **self.pending.get(id, {})}
+
     def overlay(self, id: Any, row: Row | None) -> Row | None:
         """``row`` as read from the database, with this row's unflushed changes on top."""
-        changes = self.pending.get(id)
+        changes = self.changes(id)
         if row is None or not changes:
             return row
         return {**row, **changes}
@@ -80,13 +86,19 @@ class WriteBehind:
                 return
             written: list[Any] = []
             failed: list[Any] = []
-            for id, changes in batch.items():
-                try:
-                    await self._flush_one(id, changes)
-                    written.append(id)
-                except Exception as exc:  # the change is dropped: the client got 200 already
-                    failed.append(id)
-                    log.error("write-back of row %s failed, change dropped: %s", id, exc)
+            # A reader loading a row meanwhile (a cache miss) must still see its changes,
+            # and a writer builds on their version.
+            self._in_flight = batch
+            try:
+                for id, changes in batch.items():
+                    try:
+                        await self._flush_one(id, changes)
+                        written.append(id)
+                    except Exception as exc:  # dropped: the client got 200 already
+                        failed.append(id)
+                        log.error("write-back of row %s failed, change dropped: %s", id, exc)
+            finally:
+                self._in_flight = {}
             self._stats.write_back_flushed += len(written)
             self._stats.write_back_failed += len(failed)
             await self._after_flush(written, failed)

@@ -564,6 +564,8 @@ async def create_user(
     now = dt.datetime.now(dt.UTC)
     row: Row = {**(user_fields or {}), "email": email, "id": uuid7()}
     row.update(created_at=now, updated_at=now)
+    if "version" in users.c:  # as the repository's inserts (If-Match compares it)
+        row["version"] = 1
     if tenant is not None and "tenant_id" in users.c:
         row["tenant_id"] = tenant
     try:

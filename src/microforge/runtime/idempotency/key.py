@@ -1,4 +1,4 @@
-"""The Idempotency-Key header and the request fingerprint (issue #5, first part).
+"""The Idempotency-Key header and the request fingerprint.
 
 The IETF draft "The Idempotency-Key HTTP Header Field" defines the header as a Structured
 Field Item (RFC 8941) whose value is a String: `Idempotency-Key: "8e03978e-40d5-43e8"`.
@@ -106,12 +106,20 @@ def _bare_item(text: str) -> str:
     raise InvalidIdempotencyKey("Idempotency-Key has a malformed parameter value.")
 
 
-def fingerprint(method: str, path: str, body: bytes, content_type: str = "") -> str:
-    """What a request asks for, as a hex digest: method, path and payload."""
+def fingerprint(
+    method: str, path: str, body: bytes, content_type: str = "", if_match: str = ""
+) -> str:
+    """What a request asks for, as a hex digest: method, path, precondition and payload.
+
+    If-Match is part of it: a PATCH refused with 412 and retried after a fresh GET (a new
+    ETag) is a new operation, not a replay of the refusal.
+    """
     digest = hashlib.sha256()
     digest.update(method.upper().encode())
     digest.update(b"\x00")
     digest.update(path.encode("utf-8", "surrogatepass"))
+    digest.update(b"\x00")
+    digest.update(if_match.encode("latin-1", "replace"))
     digest.update(b"\x00")
     digest.update(_canonical(body, content_type))
     return digest.hexdigest()
@@ -122,7 +130,8 @@ def _canonical(body: bytes, content_type: str) -> bytes:
     if media == "application/json" or media.endswith("+json"):
         try:
             parsed: Any = orjson.loads(body)
-        except orjson.JSONDecodeError:
+            return b"json:" + orjson.dumps(parsed, option=orjson.OPT_SORT_KEYS)
+        except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+            # Not JSON, or nested deeper than orjson writes: compared byte for byte.
             return b"raw:" + body
-        return b"json:" + orjson.dumps(parsed, option=orjson.OPT_SORT_KEYS)
     return b"raw:" + body
