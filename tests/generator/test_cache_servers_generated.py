@@ -1,6 +1,6 @@
 """A generated service whose entities cache in Redis (with the read-write lock) and in
-Memcached: its settings insist on the servers' URLs, and its own tests pass against the
-real servers."""
+Memcached, and keep Idempotency-Keys in Redis: its settings insist on the servers' URLs,
+and its own tests pass against the real servers."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ services:
       Shelf:
         fields: {label: {type: string, max_length: 40, searchable: true}}
         cache: {strategy: write-through, backend: redis, lock: true, http: {max_age: 30}}
+        idempotency: {create: required, store: redis}
       Bin:
         fields:
           code: {type: string, max_length: 12}
@@ -38,6 +39,7 @@ def test_a_service_caching_in_redis_and_memcached(
     )
     assert missing.returncode != 0
     assert "STOCK_REDIS_URL is not set" in missing.stderr
+    assert "caches entities in Redis and keeps idempotency keys in Redis" in missing.stderr
     assert "STOCK_MEMCACHED_URL is not set" in missing.stderr
 
     env = {"STOCK_REDIS_URL": redis_url, "STOCK_MEMCACHED_URL": memcached_url}

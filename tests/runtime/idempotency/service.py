@@ -68,9 +68,11 @@ def create_app(
     engine: AsyncEngine,
     policy: IdempotencyPolicy = IdempotencyPolicy(),
     update_policy: IdempotencyPolicy | None = None,
+    redis_url: str | None = None,
+    service: str = "payments",
 ) -> FastAPI:
     repo = Repository(engine, resource)
-    idempotency = Idempotency(engine, service="payments")
+    idempotency = Idempotency(engine, service=service, redis_url=redis_url)
     create_once = idempotency.route(policy)
     update_once = idempotency.route(update_policy or policy)
     api = APIRouter()
