@@ -25,6 +25,7 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from email.utils import format_datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -151,14 +152,15 @@ class IdempotentRoute:
             async with self.idempotency.engine.connect() as conn:
                 claim = await self._try(store, scope, key, request_print, conn)
                 if claim.state == "acquired":
-                    return await self._execute(request, store, scope, key, claim, operation, conn)
+                    held = _Held(store, scope, key, claim)
+                    return await self._execute(request, held, operation, conn)
         else:
             claim = await self._try(store, scope, key, request_print)
         claim = await self._settle(store, scope, key, request_print, claim)
         if claim.state == "done":
             assert claim.response is not None
             return _replay(claim.response)
-        return await self._execute(request, store, scope, key, claim, operation)
+        return await self._execute(request, _Held(store, scope, key, claim), operation)
 
     async def _try(
         self,
@@ -220,35 +222,27 @@ class IdempotentRoute:
     async def _execute(
         self,
         request: Request,
-        store: IdempotencyStore,
-        scope: str,
-        key: str,
-        claim: Claim,
+        held: _Held,
         operation: Operation,
         conn: AsyncConnection | None = None,
     ) -> Response:
-        local = (id(store), scope, key)
+        local = (id(held.store), held.scope, held.key)
         running = self.idempotency._running
         running[local] = finished = asyncio.Event()
-        expires = format_datetime(claim.expires_at.astimezone(dt.UTC), usegmt=True)
         try:
-            if store.transactional:
-                return await self._in_transaction(
-                    request, store, scope, key, claim, operation, conn
-                )
+            if held.store.transactional:
+                return await self._in_transaction(request, held, operation, conn)
             response = await _respond(request, operation)
-            response.headers[EXPIRES] = expires
-            if self.policy.stores(response.status_code):
-                completed = await store.complete(scope, key, claim.token, _stored(response))
-                if not completed:
-                    log.warning("idempotency key %r was taken over before it completed", key)
-            else:
-                await store.release(scope, key, claim.token)
+            response.headers[EXPIRES] = held.expires
+            if not self.policy.stores(response.status_code):
+                await held.release()
+            elif not await held.complete(response):
+                log.warning("idempotency key %r was taken over before it completed", held.key)
             return response
         except BaseException:
             # Crashed or cancelled here: free the key for a retry (the change rolled back).
             with contextlib.suppress(Exception):
-                await asyncio.shield(store.release(scope, key, claim.token))
+                await asyncio.shield(held.release())
             raise
         finally:
             finished.set()
@@ -256,33 +250,24 @@ class IdempotentRoute:
                 del running[local]
 
     async def _in_transaction(
-        self,
-        request: Request,
-        store: IdempotencyStore,
-        scope: str,
-        key: str,
-        claim: Claim,
-        operation: Operation,
-        conn: AsyncConnection | None,
+        self, request: Request, held: _Held, operation: Operation, conn: AsyncConnection | None
     ) -> Response:
-        expires = format_datetime(claim.expires_at.astimezone(dt.UTC), usegmt=True)
         try:
             async with atomic(self.idempotency.engine, conn) as transaction:
                 response = await _respond(request, operation)
-                response.headers[EXPIRES] = expires
+                response.headers[EXPIRES] = held.expires
                 if response.status_code >= 400:
                     raise _RollBack(response)
-                stored = _stored(response)
-                if not await store.complete(scope, key, claim.token, stored, transaction.conn):
+                if not await held.complete(response, transaction.conn):
                     raise _LeaseLost
             return response
         except _RollBack as failed:
             # An error leaves no change behind; its response is kept or the key freed.
             response = failed.response
             if self.policy.stores(response.status_code):
-                await store.complete(scope, key, claim.token, _stored(response))
+                await held.complete(response)
             else:
-                await store.release(scope, key, claim.token)
+                await held.release()
             return response
         except _LeaseLost:
             # The lease ran out and a retry took the key over: this request's change was
@@ -295,6 +280,28 @@ class IdempotentRoute:
                 type=_PROBLEM_TYPE + "in-progress",
                 headers={"Retry-After": "1"},
             ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A key this request holds: in which store, for whom, with which fencing token."""
+
+    store: IdempotencyStore
+    scope: str
+    key: str
+    claim: Claim
+
+    @property
+    def expires(self) -> str:
+        """The Idempotency-Key-Expires header: when the key and its response go."""
+        return format_datetime(self.claim.expires_at.astimezone(dt.UTC), usegmt=True)
+
+    async def complete(self, response: Response, conn: AsyncConnection | None = None) -> bool:
+        token = self.claim.token
+        return await self.store.complete(self.scope, self.key, token, _stored(response), conn)
+
+    async def release(self) -> None:
+        await self.store.release(self.scope, self.key, self.claim.token)
 
 
 class _RollBack(Exception):
