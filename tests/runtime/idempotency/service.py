@@ -70,9 +70,10 @@ def create_app(
     update_policy: IdempotencyPolicy | None = None,
     redis_url: str | None = None,
     service: str = "payments",
+    purge_every: float = 300.0,
 ) -> FastAPI:
     repo = Repository(engine, resource)
-    idempotency = Idempotency(engine, service=service, redis_url=redis_url)
+    idempotency = Idempotency(engine, service=service, redis_url=redis_url, purge_every=purge_every)
     create_once = idempotency.route(policy)
     update_once = idempotency.route(update_policy or policy)
     api = APIRouter()

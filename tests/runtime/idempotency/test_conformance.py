@@ -532,3 +532,27 @@ async def _payment(engine: AsyncEngine, id: str) -> dict[str, Any]:
     async with engine.connect() as conn:
         row = (await conn.execute(select(payments).where(payments.c.id == uuid.UUID(id)))).one()
     return dict(row._mapping)
+
+
+async def test_the_service_purges_expired_keys_in_the_background(
+    payments_engine: AsyncEngine,
+) -> None:
+    app = create_app(payments_engine, IdempotencyPolicy(retention=0.2), purge_every=0.05)
+    idempotency = app.state.idempotency
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        await client.post("/payments", json={"amount": 5}, headers=key("a"))
+    assert await _keys(payments_engine) == 1
+    await idempotency.start()
+    try:
+        await _until_zero(lambda: _keys(payments_engine))
+    finally:
+        await idempotency.aclose()
+    assert idempotency._purger is None
+
+
+async def _until_zero(probe: Callable[[], Any]) -> None:
+    deadline = asyncio.get_running_loop().time() + 20
+    while await probe() != 0:
+        assert asyncio.get_running_loop().time() < deadline, "never purged"
+        await asyncio.sleep(0.02)
