@@ -43,6 +43,11 @@ def test_a_service_caching_in_redis_and_memcached(
     assert "STOCK_MEMCACHED_URL is not set" in missing.stderr
 
     env = {"STOCK_REDIS_URL": redis_url, "STOCK_MEMCACHED_URL": memcached_url}
+    # What uvicorn imports: a bad variable stops it with a message, not a traceback.
+    bad = python(["-c", "import stock_service.main"], service, {**env, "STOCK_POOL_SIZE": "many"})
+    assert bad.returncode == 1
+    assert "STOCK_POOL_SIZE: Input should be a valid integer" in bad.stderr
+    assert "Traceback" not in bad.stderr
     tests = python(["-m", "pytest", "-q", "-p", "no:cacheprovider"], service, env)
     assert tests.returncode == 0, tests.stdout[-3000:]
     assert " passed" in tests.stdout

@@ -4,12 +4,31 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Self
+from typing import Self, TypeVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .db import database_url_problem, sqlite_url
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load_settings(settings_class: type[S]) -> S:
+    """``settings_class()`` from the environment; a bad variable stops the process with a
+    message naming each variable and what is wrong with it, instead of a traceback."""
+    try:
+        return settings_class()
+    except ValidationError as exc:
+        prefix = str(settings_class.model_config.get("env_prefix", "")).upper()
+        problems = []
+        for error in exc.errors():
+            where = "_".join(str(part) for part in error["loc"]).upper()
+            # Values are not echoed: they may be secrets (database passwords, API keys).
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"  {prefix}{where}: {message}" if where else f"  {message}")
+        raise SystemExit("Invalid settings in the environment:\n" + "\n".join(problems)) from None
 
 
 class ServiceSettings(BaseSettings):
