@@ -11,7 +11,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .db import database_url_problem, sqlite_url
 
-
 S = TypeVar("S", bound=BaseSettings)
 
 
