@@ -55,10 +55,11 @@ def row_etag(row: Mapping[str, Any], body: bytes) -> str:
     (runtime.preconditions); the hash keeps apart the bodies of one version that show
     different fields to different callers. A row without a version gets a body hash.
     """
-    version = row.get("version")
-    if version is None:
-        return make_etag(body)
-    return f'"v{version}-{_digest(body)}"'
+    return _tag(row.get("version"), body)
+
+
+def _tag(version: Any, body: bytes) -> str:
+    return make_etag(body) if version is None else f'"v{version}-{_digest(body)}"'
 
 
 class Payload:
@@ -68,12 +69,15 @@ class Payload:
     into a dict (to check a row scope or hide a field) happens only when asked for.
     """
 
-    __slots__ = ("_data", "_etag", "body")
+    __slots__ = ("_data", "_etag", "_version", "body")
 
-    def __init__(self, body: bytes, etag: str | None = None, data: Any = None) -> None:
+    def __init__(
+        self, body: bytes, etag: str | None = None, data: Any = None, version: Any = None
+    ) -> None:
         self.body = body
         self._etag = etag
         self._data = data
+        self._version = version  # a row's: its ETag names it
 
     @classmethod
     def of(cls, data: Any) -> Payload:
@@ -82,14 +86,14 @@ class Payload:
 
     @classmethod
     def row(cls, row: Mapping[str, Any]) -> Payload:
-        """One row, tagged with its version (:func:`row_etag`)."""
-        body = dumps(row)
-        return cls(body, row_etag(row, body), row)
+        """One row, tagged with its version (:func:`row_etag`) when its tag is asked for:
+        a row redacted for its caller is tagged only in the form it leaves in."""
+        return cls(dumps(row), data=row, version=row.get("version"))
 
     @property
     def etag(self) -> str:
         if self._etag is None:
-            self._etag = make_etag(self.body)
+            self._etag = _tag(self._version, self.body)
         return self._etag
 
     def data(self) -> Any:
