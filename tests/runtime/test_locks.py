@@ -16,8 +16,8 @@ import pytest
 import redis.asyncio
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from support.runtime_service import create_database_engine
 
-from microforge.runtime.db import create_engine
 from microforge.runtime.locks import LockTimeout, database_lock, fenced_get, fenced_set, redis_lock
 
 metadata = sa.MetaData()
@@ -27,9 +27,7 @@ runs = sa.Table("lock_runs", metadata, sa.Column("holder", sa.String(20), nullab
 @pytest.fixture
 async def engine(engine_url: str) -> AsyncIterator[AsyncEngine]:
     """An engine on each database kind (`engine_url` is tests/runtime/conftest.py's)."""
-    engine = create_engine(engine_url, pool_size=5)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
+    engine = await create_database_engine(engine_url, metadata)
     yield engine
     await engine.dispose()
 

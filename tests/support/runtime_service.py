@@ -440,11 +440,12 @@ def create_app(engine: AsyncEngine) -> FastAPI:
     )
 
 
-async def create_database_engine(url: str) -> AsyncEngine:
-    """An engine from the runtime's ``create_engine`` with all tables created."""
+async def create_database_engine(url: str, tables: sa.MetaData = metadata) -> AsyncEngine:
+    """An engine from the runtime's ``create_engine`` with ``tables`` created (by default
+    this module's)."""
     engine = create_engine(url, pool_size=5)
     async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
+        await conn.run_sync(tables.create_all)
     return engine
 
 

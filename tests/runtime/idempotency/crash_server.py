@@ -10,15 +10,13 @@ import sys
 
 import uvicorn
 from service import create_app, metadata
+from support.runtime_service import create_database_engine
 
-from microforge.runtime.db import create_engine
 from microforge.runtime.idempotency.policy import IdempotencyPolicy
 
 
 async def main(url: str, port: int, lease: float) -> None:
-    engine = create_engine(url, pool_size=5)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
+    engine = await create_database_engine(url, metadata)
     app = create_app(engine, IdempotencyPolicy(lease=lease, wait=0))
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     await uvicorn.Server(config).serve()

@@ -19,9 +19,9 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from support.runtime_service import create_database_engine
 
 from microforge.runtime.auth.principal import Principal
-from microforge.runtime.db import create_engine
 from microforge.runtime.idempotency.handler import scope_of
 from microforge.runtime.idempotency.key import fingerprint
 from microforge.runtime.idempotency.policy import IdempotencyPolicy
@@ -35,9 +35,7 @@ PROBLEM = "application/problem+json"
 
 @pytest.fixture
 async def payments_engine(engine_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(engine_url, pool_size=5)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
+    engine = await create_database_engine(engine_url, metadata)
     yield engine
     await engine.dispose()
 

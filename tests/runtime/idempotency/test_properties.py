@@ -18,8 +18,9 @@ from pathlib import Path
 import httpx
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.runtime_service import create_database_engine
 
-from microforge.runtime.db import create_engine, sqlite_url
+from microforge.runtime.db import sqlite_url
 from microforge.runtime.idempotency.policy import IdempotencyPolicy
 
 from .service import count_payments, create_app, metadata
@@ -56,9 +57,7 @@ def header(key: str) -> str:
 
 
 async def play(schedule: list[list[Call]], folder: Path) -> None:
-    engine = create_engine(sqlite_url(folder / "p.db"))
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
+    engine = await create_database_engine(sqlite_url(folder / "p.db"), metadata)
     app = create_app(engine, IdempotencyPolicy(wait=60))
     transport = httpx.ASGITransport(app=app)
     answers: list[tuple[Call, httpx.Response]] = []

@@ -15,8 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
+from support.runtime_service import create_database_engine
 
-from microforge.runtime.db import create_engine, sqlite_url
+from microforge.runtime.db import sqlite_url
 from microforge.runtime.idempotency.policy import IdempotencyPolicy
 
 from .service import count_payments, create_app, metadata
@@ -28,9 +29,7 @@ Served = tuple[httpx.AsyncClient, AsyncEngine]
 
 @pytest.fixture
 async def served(tmp_path: Path, redis_url: str) -> AsyncIterator[Served]:
-    engine = create_engine(sqlite_url(tmp_path / "redis-store.db"))
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
+    engine = await create_database_engine(sqlite_url(tmp_path / "redis-store.db"), metadata)
     # A service name of its own: keys of earlier runs in the shared Redis never meet.
     app = create_app(engine, REDIS, redis_url=redis_url, service=f"pay-{uuid.uuid4().hex}")
     transport = httpx.ASGITransport(app=app)

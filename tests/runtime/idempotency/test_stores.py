@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from support.runtime_service import create_database_engine
 
 from microforge.runtime.cache.backends import redis_client
-from microforge.runtime.db import create_engine, sqlite_url
+from microforge.runtime.db import sqlite_url
 from microforge.runtime.idempotency.redis_store import RedisIdempotencyStore
 from microforge.runtime.idempotency.store import (
     TABLE,
@@ -50,13 +51,6 @@ CREATED = StoredResponse(
 )
 
 
-async def make_engine(url: str) -> AsyncEngine:
-    engine = create_engine(url, pool_size=5)
-    async with engine.begin() as conn:
-        await conn.run_sync(TABLE.metadata.create_all)
-    return engine
-
-
 @pytest.fixture(params=["sqlite", "postgres", "mariadb", "redis"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh database of each kind, or the shared Redis (a sync fixture, so that it may
@@ -83,7 +77,7 @@ async def store(store_url: str) -> AsyncIterator[IdempotencyStore]:
                 await client.unlink(name)
             await client.aclose()
         return
-    engine = await make_engine(store_url)
+    engine = await create_database_engine(store_url, TABLE.metadata)
     try:
         yield SqlIdempotencyStore(engine)
     finally:
@@ -93,7 +87,7 @@ async def store(store_url: str) -> AsyncIterator[IdempotencyStore]:
 @pytest.fixture
 async def engine(engine_url: str) -> AsyncIterator[AsyncEngine]:
     """For the SQL store's own behaviour (`engine_url` is tests/runtime/conftest.py's)."""
-    engine = await make_engine(engine_url)
+    engine = await create_database_engine(engine_url, TABLE.metadata)
     try:
         yield engine
     finally:
