@@ -72,6 +72,12 @@ CASES = [
         "shorter than the retention",
     ),
     idem_case(
+        "retention-not-longer-than-the-default-lease",
+        "        idempotency:\n          retention: 60 #<\n",
+        f"{P}.idempotency.retention",
+        "lease (60 s) must be shorter than the retention (60 s)",
+    ),
+    idem_case(
         "retention-too-short",
         "        idempotency: {retention: 5} #<\n",
         f"{P}.idempotency.retention",

@@ -24,9 +24,11 @@ def validate_idempotency(spec: Spec, err: Err) -> None:
                     "stored response could outlive a lost change: use update: off or another "
                     "cache strategy",
                 )
-            if "lease" in idem.model_fields_set and idem.lease >= idem.retention:
+            if idem.lease >= idem.retention:
+                # Point at what the spec wrote: the lease, or a retention below its default.
+                named = "lease" if "lease" in idem.model_fields_set else "retention"
                 err(
-                    (*ipath, "lease"),
+                    (*ipath, named),
                     f"the lease ({idem.lease:g} s) must be shorter than the retention "
                     f"({idem.retention} s): a key expires while its request still holds it",
                 )
