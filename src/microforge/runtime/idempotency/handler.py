@@ -94,16 +94,14 @@ class Idempotency:
     async def _purge_forever(self) -> None:
         while True:
             await asyncio.sleep(self._purge_every)
-            for store in (self.database, self._redis):
-                if store is None:
-                    continue
-                try:
-                    removed = await store.purge()
-                except Exception:  # the database may be restarting; the next round retries
-                    log.exception("purging expired idempotency keys failed")
-                else:
-                    if removed:
-                        log.info("purged %d expired idempotency keys", removed)
+            # Only the database needs it: Redis drops each key at its expiry itself.
+            try:
+                removed = await self.database.purge()
+            except Exception:  # the database may be restarting; the next round retries
+                log.exception("purging expired idempotency keys failed")
+            else:
+                if removed:
+                    log.info("purged %d expired idempotency keys", removed)
 
     async def aclose(self) -> None:
         if self._purger is not None:
