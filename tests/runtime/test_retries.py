@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from support.databases import free_port
 
+from microforge.runtime.idempotency.key import parse_idempotency_key
 from microforge.runtime.retries import RetryBudget, RetryingTransport, RetryPolicy
 
 
@@ -90,6 +91,7 @@ async def test_every_post_carries_one_idempotency_key_across_its_retries() -> No
     assert response.status_code == 200
     assert len(set(server.keys)) == 1
     assert server.keys[0] is not None
+    parse_idempotency_key(server.keys[0])  # a key the services accept (a quoted string)
     assert server.bodies == [b'{"total":"9.50"}'] * 3  # the body is sent again, whole
     await http.post("/orders", json={"total": "9.50"})
     assert server.keys[3] != server.keys[0]  # a new request, a new key

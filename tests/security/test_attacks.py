@@ -53,6 +53,7 @@ from microforge.runtime.auth.identity.service import LOGIN_FAILED
 from microforge.runtime.auth.keys import KeyStore
 from microforge.runtime.auth.tokens import TokenIssuer
 from microforge.runtime.auth.wiring import project_audience, project_issuer
+from microforge.runtime.idempotency.key import new_idempotency_key
 from microforge.runtime.ids import uuid7
 
 PASSWORD = "a long enough passphrase"
@@ -188,7 +189,7 @@ class World:
         if call.method == "POST":
             # As the services' own client does: every POST carries a fresh key (orders
             # and payments require one).
-            headers["Idempotency-Key"] = f'"{uuid.uuid4()}"'
+            headers["Idempotency-Key"] = new_idempotency_key()
         headers.update(call.headers)
         return await self.services[call.service].client.request(
             call.method,

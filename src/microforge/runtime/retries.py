@@ -24,11 +24,12 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import httpx
+
+from .idempotency.key import new_idempotency_key
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
@@ -102,7 +103,8 @@ class RetryingTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.method == "POST" and IDEMPOTENCY_KEY not in request.headers:
-            request.headers[IDEMPOTENCY_KEY] = str(uuid.uuid4())
+            # Quoted, as the header's grammar wants: services answer a bare UUID with 400.
+            request.headers[IDEMPOTENCY_KEY] = new_idempotency_key()
         await request.aread()  # a body read once can be sent again
         idempotent = request.method in IDEMPOTENT_METHODS or IDEMPOTENCY_KEY in request.headers
         self.budget.deposit()

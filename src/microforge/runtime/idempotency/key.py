@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from typing import Any
 
 import orjson
@@ -28,6 +29,11 @@ _PARAM_KEY = re.compile(r"[a-z*][a-z0-9_.*-]*")
 _TOKEN = re.compile(r"[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*")
 _NUMBER = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,3})?")
 _BYTES = re.compile(r":[A-Za-z0-9+/=]*:")
+
+
+def new_idempotency_key() -> str:
+    """A fresh Idempotency-Key header value: a random UUID as a Structured Field String."""
+    return f'"{uuid.uuid4()}"'
 
 
 class InvalidIdempotencyKey(ValueError):

@@ -1,0 +1,1 @@
+"""Idempotency-Key on POST and PATCH: the header, the stores and the route handler."""
